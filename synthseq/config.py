@@ -1,0 +1,307 @@
+"""Typed configuration: dataclasses loaded from YAML, overridable as ``key.sub=value``.
+
+Every run is described by a :class:`Config` with five sections (``data``, ``model``, ``loss``, ``train``,
+``infer``). YAML files and command-line overrides are checked against the dataclasses: an unknown key or a
+value of the wrong type raises :class:`~synthseq.errors.ConfigError` naming the key. The resolved config is
+written into every run directory and stored inside every checkpoint.
+
+The machinery (:func:`load_typed`, :func:`from_dict`, :func:`to_dict`, :func:`apply_overrides`) works for any
+dataclass, so other parts of the package (e.g. downstream classifiers) define their own config classes.
+
+>>> cfg = load_config(None, ["train.steps=10", "model.kind=cyclegan"])
+>>> cfg.train.steps, cfg.model.kind
+(10, 'cyclegan')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import ConfigError
+from .utils import atomic_write_text
+
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------------------------------------- sections
+@dataclass
+class DataConfig:
+    """Where the volumes are and how slices are made."""
+
+    root: str = "data/phantom"  #: phantom-layout folder (sub-*/sub-*_T2w.nii.gz ...) or a manifest CSV
+    input_keys: list[str] = field(default_factory=lambda: ["T2w"])  #: input sequences, stacked as channels
+    target_key: str = "STIR"
+    paired: bool = True  #: False: T2w and STIR pools drawn independently (CycleGAN)
+    image_size: int = 256  #: square training crop (pixels)
+    pixel_spacing_mm: float | None = None  #: in-plane resampling before cropping; None keeps native spacing
+    context_slices: int = 1  #: 2.5D: odd number of neighbouring sagittal slices as channels (1 = 2D)
+    norm: str = "percentile"  #: "percentile" | "zscore"
+    norm_percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
+    val_fraction: float = 0.2  #: fraction of SUBJECTS held out for validation
+    test_fraction: float = 0.2  #: fraction of SUBJECTS held out for testing
+    split_seed: int = 0
+    min_foreground: float = 0.05  #: slices with a smaller body fraction are not sampled
+    augment: bool = True
+    gpu_resident: bool | None = None  #: keep all slices on the device (None: on when training on CUDA)
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Which GAN and which networks (kwargs go to ``synthseq.models.create_model``)."""
+
+    kind: str = "pix2pix"  #: "pix2pix" | "cyclegan"
+    generator: str = "unet"
+    generator_kwargs: dict[str, Any] = field(default_factory=dict)
+    discriminator: str = "patchgan"
+    discriminator_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    """Loss weights (classic pix2pix / CycleGAN defaults)."""
+
+    gan_mode: str = "auto"  #: "vanilla" | "lsgan" | "hinge" | "auto" (vanilla for pix2pix, lsgan for cyclegan)
+    lambda_l1: float = 100.0
+    lambda_ssim: float = 0.0
+    lambda_perceptual: float = 0.0
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+
+
+@dataclass
+class TrainConfig:
+    """The training loop."""
+
+    out_dir: str = "runs/pix2pix"
+    steps: int = 20000  #: optimizer steps
+    batch_size: int = 16
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    schedule: str = "linear"  #: "linear" (constant, then linear decay to 0) | "cosine" | "constant"
+    decay_start: float = 0.5  #: fraction of steps after which the linear decay starts
+    grad_accum: int = 1
+    amp: bool = True  #: bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True
+    compile: bool = False
+    device: str = "auto"
+    val_every: int = 1000
+    log_every: int = 50
+    image_every: int = 1000
+    ckpt_every: int = 1000
+    resume: bool = False
+    seed: int = 0
+
+
+@dataclass
+class InferConfig:
+    """Defaults for synthesis."""
+
+    batch_size: int = 32
+    device: str = "auto"
+    uncertainty_samples: int = 8  #: test-time flips x dropout samples for --uncertainty
+
+
+@dataclass
+class Config:
+    """A whole run."""
+
+    name: str = "synthseq"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+
+
+# -------------------------------------------------------------------------------------------- machinery
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (converting int -> float, lists -> tuples where declared)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    if origin in (list, tuple, Sequence):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        item_tp = args[0] if args else Any
+        items = [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def from_dict(cls: type[T], data: dict[str, Any], *, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a plain dict, rejecting unknown keys and wrong types (ConfigError)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    known = _fields(cls)
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in known:
+            raise ConfigError(f"unknown config key {full!r} (known: {', '.join(sorted(known))})")
+        kwargs[key] = _coerce(value, known[key], full)
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Plain, YAML-safe dict of a (nested) config dataclass."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        return v
+
+    return plain(obj)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``"a.b.c=value"`` into ``(["a", "b", "c"], value)``; the value is parsed as YAML (1, 1.5, true, [1, 2])."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value (e.g. train.steps=100)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(obj: T, overrides: Sequence[str]) -> T:
+    """Return a copy of dataclass ``obj`` with ``key.sub=value`` overrides applied and type-checked."""
+    data = to_dict(obj)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for i, part in enumerate(path[:-1]):
+            if not isinstance(node, dict) or part not in node or not isinstance(node[part], dict):
+                raise ConfigError(f"unknown config key {'.'.join(path[: i + 1])!r} in override {text!r}")
+            node = node[part]
+        if path[-1] not in node and not _is_free_mapping(type(obj), path):
+            raise ConfigError(f"unknown config key {'.'.join(path)!r} in override {text!r}")
+        node[path[-1]] = value
+    return from_dict(type(obj), data)
+
+
+def _is_free_mapping(cls: type, path: list[str]) -> bool:
+    """True if ``path[:-1]`` names a ``dict[str, Any]`` field (e.g. model.generator_kwargs.depth)."""
+    tp: Any = cls
+    for part in path[:-1]:
+        if not dataclasses.is_dataclass(tp):
+            return False
+        tp = _fields(tp).get(part)
+        if tp is None:
+            return False
+    return typing.get_origin(tp) is dict
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with a one-line ConfigError naming the file on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{line}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_typed(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """Load dataclass ``cls`` from a YAML file (or defaults when ``path`` is None) plus overrides."""
+    data = load_yaml(path) if path is not None else {}
+    try:
+        obj = from_dict(cls, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+    return apply_overrides(obj, overrides)
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load a run :class:`Config` from YAML plus ``key.sub=value`` overrides."""
+    return load_typed(Config, path, overrides)
+
+
+def dump_config(obj: Any) -> str:
+    """YAML text of a config dataclass (keys in declaration order)."""
+    return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
+def save_config(obj: Any, path: str | Path) -> Path:
+    """Write the resolved config as YAML, atomically."""
+    return atomic_write_text(path, dump_config(obj))

@@ -1,0 +1,279 @@
+"""Volumes in and out: NIfTI (and DICOM series) -> :class:`Volume` -> NIfTI, geometry kept exactly.
+
+A :class:`Volume` is a 3D array plus its voxel-to-world affine (RAS+, millimetres), the NIfTI header it
+came with and the path it came from. Everything downstream carries a Volume, never a bare array, so
+outputs can always be written back on the input's grid.
+
+Orientation helpers answer "which array axis runs left-right / anterior-posterior / superior-inferior"
+for any affine (including oblique ones and PSR/LAS/RAS storage), so sagittal slices are always taken
+along the volume's own left-right axis.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .errors import InputError
+from .utils import atomic_path
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+# World axes of nibabel's RAS+ convention, and the letter of each axis' positive / negative end.
+_WORLD_AXIS = {"LR": 0, "AP": 1, "SI": 2}
+_POSITIVE_END = "RAS"
+_NEGATIVE_END = "LPI"
+
+
+@dataclass
+class Volume:
+    """A 3D image with its geometry.
+
+    Attributes:
+        data: ``(X, Y, Z)`` array in storage order, float32 intensities in scanner units.
+        affine: ``(4, 4)`` voxel index -> RAS+ world millimetres.
+        header: the NIfTI header it was read with (keeps on-disk dtype, scaling, descriptions), or None.
+        path: where it was read from, or None.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    header: nib.Nifti1Header | None = None
+    path: Path | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        self.affine = np.asarray(self.affine, dtype=np.float64)
+        if self.affine.shape != (4, 4):
+            raise ValueError(f"affine must be 4x4, got {self.affine.shape}")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along each array axis (norms of the affine's columns)."""
+        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+    @property
+    def orientation(self) -> str:
+        """Three-letter orientation code, e.g. ``"PSR"``: the end each array axis points towards."""
+        return orientation_code(self.affine)
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path is not None else "<volume>"
+
+    def with_data(self, data: np.ndarray) -> Volume:
+        """A new Volume on the same grid (affine, header) holding ``data`` (same spatial shape)."""
+        data = np.asarray(data)
+        if data.shape[:3] != self.data.shape[:3]:
+            raise ValueError(f"shape {data.shape} does not match the grid {self.data.shape}")
+        header = self.header.copy() if self.header is not None else None
+        return Volume(data=data, affine=self.affine.copy(), header=header, path=None)
+
+
+# --------------------------------------------------------------------------------------------- orientation
+def orientation_code(affine: np.ndarray) -> str:
+    """Orientation code of an affine, e.g. ``"RAS"``, ``"PSR"``, ``"LAS"`` (closest axes if oblique)."""
+    return "".join(nib.aff2axcodes(np.asarray(affine)))
+
+
+def anatomical_axis(affine: np.ndarray, axis: str) -> tuple[int, int]:
+    """Array axis that runs along an anatomical direction, and its sign.
+
+    Args:
+        affine: ``(4, 4)`` voxel -> RAS+ world affine (oblique allowed: the closest axis is chosen).
+        axis: ``"LR"``, ``"AP"`` or ``"SI"``.
+
+    Returns:
+        ``(array_axis, sign)`` where sign is +1 if increasing the index moves towards R / A / S and -1
+        if it moves towards L / P / I.
+    """
+    if axis not in _WORLD_AXIS:
+        raise ValueError(f"axis must be one of {sorted(_WORLD_AXIS)}, got {axis!r}")
+    ornt = nib.orientations.io_orientation(np.asarray(affine))
+    world = _WORLD_AXIS[axis]
+    for array_axis, (w, flip) in enumerate(ornt):
+        if int(w) == world:
+            return array_axis, int(flip)
+    raise ValueError(f"affine has no axis along {axis}: {affine}")  # pragma: no cover - singular affine
+
+
+def sagittal_axis(affine: np.ndarray) -> int:
+    """The array axis along left-right: sagittal slices are taken across it."""
+    return anatomical_axis(affine, "LR")[0]
+
+
+# ---------------------------------------------------------------------------------------------------- load
+def _is_nifti(path: Path) -> bool:
+    return path.name.endswith(NIFTI_SUFFIXES)
+
+
+def check_volume_data(data: np.ndarray, name: str, *, allow_zero: bool = False) -> None:
+    """Raise :class:`InputError` naming ``name`` if ``data`` is not a finite, non-empty 3D array."""
+    if data.ndim != 3:
+        kind = f"{data.ndim}D"
+        raise InputError(f"{name}: expected a 3D volume, got a {kind} image of shape {tuple(data.shape)}")
+    if min(data.shape) < 1:
+        raise InputError(f"{name}: empty volume of shape {tuple(data.shape)}")
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int((~finite).sum())
+        raise InputError(f"{name}: {bad} voxel(s) are NaN or infinite")
+    if not allow_zero and not np.any(data):
+        raise InputError(f"{name}: every voxel is zero (empty image)")
+
+
+def load_volume(path: str | Path, *, allow_zero: bool = False) -> Volume:
+    """Read a NIfTI file (``.nii``/``.nii.gz``) or a folder holding one DICOM series.
+
+    Trailing singleton dimensions (e.g. ``(X, Y, Z, 1)``) are dropped; anything else that is not 3D,
+    or that has NaN/inf voxels, or is all zero (unless ``allow_zero``) raises :class:`InputError`
+    with a one-line message naming the file.
+
+    Returns:
+        A :class:`Volume` whose ``data`` is float32 in scanner units (NIfTI scaling applied).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return _load_dicom_series(path, allow_zero=allow_zero)
+    if not _is_nifti(path):
+        raise InputError(f"{path}: not a NIfTI file (expected .nii or .nii.gz) or a DICOM folder")
+    try:
+        img = nib.load(str(path))
+        if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+            img = nib.Nifti1Image.from_image(img)
+        data = _scaled(img)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: cannot read as NIfTI ({reason}); the file may be corrupt or truncated") from exc
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    check_volume_data(data, str(path), allow_zero=allow_zero)
+    header = img.header.copy()
+    return Volume(data=data, affine=img.affine, header=header, path=path)
+
+
+def _scaled(img: nib.spatialimages.SpatialImage) -> np.ndarray:
+    """Voxel values with NIfTI slope/intercept applied, as float32, reading every byte (catches truncation)."""
+    return np.asarray(img.get_fdata(dtype=np.float32))
+
+
+def _load_dicom_series(folder: Path, *, allow_zero: bool) -> Volume:
+    """Read one DICOM series from ``folder``, slices sorted by position along the slice normal."""
+    try:
+        import pydicom
+    except ImportError as exc:  # pragma: no cover - pydicom is a dependency
+        raise InputError(f"{folder}: reading DICOM needs pydicom (pip install pydicom)") from exc
+
+    datasets = []
+    for f in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            ds = pydicom.dcmread(str(f), stop_before_pixels=False)
+        except Exception:  # noqa: BLE001 - non-DICOM files in the folder are skipped
+            continue
+        if "PixelData" in ds and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
+            datasets.append(ds)
+    if not datasets:
+        raise InputError(f"{folder}: folder holds no NIfTI file and no readable DICOM image")
+    series = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in datasets}
+    if len(series) > 1:
+        raise InputError(f"{folder}: holds {len(series)} DICOM series; put one series per folder")
+
+    iop = np.asarray(datasets[0].ImageOrientationPatient, dtype=np.float64)
+    row_dir, col_dir = iop[:3], iop[3:]
+    normal = np.cross(row_dir, col_dir)
+    datasets.sort(key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, dtype=np.float64), normal)))
+    positions = np.array([np.asarray(ds.ImagePositionPatient, dtype=np.float64) for ds in datasets])
+    row_spacing, col_spacing = (float(v) for v in datasets[0].PixelSpacing)
+    if len(datasets) > 1:
+        steps = np.diff(positions @ normal)
+        slice_spacing = float(np.median(steps))
+        if slice_spacing <= 0:
+            raise InputError(f"{folder}: DICOM slices share one position; cannot build a volume")
+    else:
+        slice_spacing = float(getattr(datasets[0], "SliceThickness", 1.0) or 1.0)
+
+    frames = []
+    for ds in datasets:
+        arr = ds.pixel_array.astype(np.float32)
+        slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
+        intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+        frames.append(arr * slope + intercept)
+    # pixel_array is (rows, cols): index i runs along the column direction (down rows), j along rows.
+    # Store as (cols=j, rows=i, slice) so array axis 0 follows row_dir, axis 1 follows col_dir.
+    data = np.stack([f.T for f in frames], axis=-1)
+
+    lps = np.eye(4)
+    lps[:3, 0] = row_dir * col_spacing
+    lps[:3, 1] = col_dir * row_spacing
+    lps[:3, 2] = normal * slice_spacing
+    lps[:3, 3] = positions[0]
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM is LPS+, NIfTI world is RAS+
+    check_volume_data(data, str(folder), allow_zero=allow_zero)
+    return Volume(data=data, affine=affine, header=None, path=folder)
+
+
+# ---------------------------------------------------------------------------------------------------- save
+def save_volume(
+    volume: Volume,
+    path: str | Path,
+    *,
+    dtype: np.dtype | type | str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``volume`` as NIfTI with its exact affine, atomically (temporary name, then rename).
+
+    Args:
+        volume: what to write; its affine is stored as both qform and sform.
+        path: ``.nii`` or ``.nii.gz`` destination.
+        dtype: on-disk data type. Default: the source header's dtype when the volume came from a file
+            (so an int16 input round-trips as int16), else float32. Never uint8 unless asked for.
+        overwrite: refuse to replace an existing file unless True. Writing onto the volume's own
+            source path is always refused: inputs are never overwritten.
+    """
+    path = Path(path)
+    if not _is_nifti(path):
+        raise InputError(f"{path}: output must end in .nii or .nii.gz")
+    if volume.path is not None and path.exists() and path.resolve() == Path(volume.path).resolve():
+        raise InputError(f"{path}: refusing to overwrite the input file")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: already exists (pass overwrite to replace it)")
+    data = np.asarray(volume.data)
+    header = volume.header.copy() if volume.header is not None else nib.Nifti1Header()
+    if dtype is None:
+        dtype = header.get_data_dtype() if volume.header is not None else np.float32
+    dtype = np.dtype(dtype)
+    img = nib.Nifti1Image(data, volume.affine, header=header)
+    img.set_data_dtype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        img.header.set_slope_inter(1.0, 0.0)  # float data is stored unscaled
+    else:
+        img.header.set_slope_inter(np.nan, np.nan)  # let nibabel pick a scale if values need one
+    img.set_qform(volume.affine, code=int(header["qform_code"]) or 1)
+    img.set_sform(volume.affine, code=int(header["sform_code"]) or 1)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path
+
+
+def describe_volume(volume: Volume, percentiles: tuple[float, ...] = (1, 50, 99)) -> dict:
+    """Summary for ``synthseq info``: shape, voxel size (mm), orientation code, dtype, percentiles."""
+    on_disk = str(volume.header.get_data_dtype()) if volume.header is not None else str(volume.data.dtype)
+    pct = np.percentile(volume.data, percentiles)
+    return {
+        "path": volume.name,
+        "shape": list(volume.shape),
+        "voxel_size_mm": [round(s, 4) for s in volume.spacing],
+        "orientation": volume.orientation,
+        "dtype": on_disk,
+        "percentiles": {f"p{p:g}": float(v) for p, v in zip(percentiles, pct)},
+    }

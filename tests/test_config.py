@@ -1,0 +1,103 @@
+"""Typed config: YAML round trip, dotted overrides, unknown keys and wrong types rejected."""
+
+import pytest
+import yaml
+
+from synthseq.config import (
+    Config,
+    apply_overrides,
+    dump_config,
+    from_dict,
+    load_config,
+    parse_override,
+    save_config,
+    to_dict,
+)
+from synthseq.errors import ConfigError
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = load_config(None, ["train.steps=123", "model.kind=cyclegan", "data.norm_percentiles=[1, 99]"])
+    path = save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(path)
+    assert again == cfg
+    assert yaml.safe_load(path.read_text())["train"]["steps"] == 123
+    assert dump_config(again) == dump_config(cfg)
+
+
+def test_overrides_nested_bool_float_and_free_mapping():
+    cfg = load_config(None, [
+        "train.amp=false", "train.lr=1e-3", "loss.lambda_l1=50", "data.pixel_spacing_mm=null",
+        "model.generator_kwargs.num_downs=6", "model.generator_kwargs.norm=instance", "name=run 1",
+    ])
+    assert cfg.train.amp is False
+    assert cfg.train.lr == pytest.approx(1e-3)
+    assert isinstance(cfg.loss.lambda_l1, float) and cfg.loss.lambda_l1 == 50.0  # int -> float
+    assert cfg.data.pixel_spacing_mm is None
+    assert cfg.model.generator_kwargs == {"num_downs": 6, "norm": "instance"}
+    assert cfg.name == "run 1"
+
+
+def test_yaml_file_then_overrides_win(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  steps: 5\n  batch_size: 2\ndata:\n  image_size: 64\n")
+    cfg = load_config(path, ["train.steps=7"])
+    assert (cfg.train.steps, cfg.train.batch_size, cfg.data.image_size) == (7, 2, 64)
+    assert cfg.loss.lambda_l1 == Config().loss.lambda_l1  # untouched sections keep defaults
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.stepz=5", "train.stepz"),
+    ("nosuchsection.x=1", "nosuchsection"),
+    ("train.steps.deep=1", "train.steps"),
+])
+def test_unknown_override_key_is_named(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_unknown_yaml_key_names_file_and_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  lr: 0.1\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert "bad.yaml" in msg and "train.learning_rate" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.steps=ten", "train.steps"),
+    ("train.steps=1.5", "train.steps"),
+    ("train.amp=maybe", "train.amp"),
+    ("train.lr=fast", "train.lr"),
+    ("data.input_keys=T2w", "data.input_keys"),
+    ("data.norm_percentiles=[1, high]", "data.norm_percentiles[1]"),
+])
+def test_wrong_type_is_named(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("[", r"\[")):
+        load_config(None, [override])
+
+
+def test_parse_override_values():
+    assert parse_override("a.b=true") == (["a", "b"], True)
+    assert parse_override("a=[1, 2]") == (["a"], [1, 2])
+    assert parse_override("a=x=y") == (["a"], "x=y")
+    with pytest.raises(ConfigError):
+        parse_override("novalue")
+    with pytest.raises(ConfigError):
+        parse_override(".x=1")
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml: invalid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_generic_machinery_on_section():
+    cfg = from_dict(Config, {"train": {"steps": 3}})
+    assert to_dict(apply_overrides(cfg, ["train.steps=4"]))["train"]["steps"] == 4
+    assert cfg.train.steps == 3  # overrides return a copy

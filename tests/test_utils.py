@@ -1,0 +1,29 @@
+"""Seeding and atomic writes."""
+
+import numpy as np
+import pytest
+import torch
+
+from synthseq.utils import atomic_path, atomic_write_text, seed_everything
+
+
+def test_seed_everything_repeats_all_generators():
+    import random
+
+    seed_everything(7)
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    seed_everything(7)
+    b = (random.random(), np.random.rand(), torch.rand(1).item())
+    assert a == b
+
+
+def test_atomic_path_keeps_old_file_on_failure(tmp_path):
+    dest = tmp_path / "out.nii.gz"
+    atomic_write_text(dest, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(dest) as tmp:
+            assert tmp.name.endswith(".nii.gz") and tmp != dest
+            tmp.write_text("half")
+            raise RuntimeError("crash while writing")
+    assert dest.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nii.gz"]  # no temporary left behind
