@@ -1,0 +1,91 @@
+"""pix2pix (Isola et al. 2017): paired T2w -> STIR translation with a conditional PatchGAN.
+
+Generator objective: ``GAN(D(A, G(A)) -> real) + lambda_l1 * L1(G(A), B)``
+``+ lambda_ssim * (1 - SSIM) + lambda_perceptual * LPIPS`` (the last two optional, off by default).
+Discriminator objective: ``0.5 * (GAN(D(A, B) -> real) + GAN(D(A, G(A)) -> fake))``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..losses import GANLoss, PerceptualLoss, l1_loss, ssim_loss
+from .base import GANModel
+
+
+class Pix2Pix(GANModel):
+    """Paired conditional GAN.
+
+    Args:
+        generator: ``(B, C_in, H, W) -> (B, 1, H, W)`` network, stored as ``self.G``.
+        discriminator: network on ``concat(A, B)`` ``(B, C_in + 1, H, W)`` returning logits (or a list of
+            logit maps), stored as ``self.D``.
+        gan_mode: ``"vanilla"`` (pix2pix), ``"lsgan"`` or ``"hinge"``.
+        lambda_l1: weight of the L1 term (100 in pix2pix).
+        lambda_ssim: weight of ``1 - SSIM`` (data_range 2).
+        lambda_perceptual: weight of LPIPS (backbone weights from the torch cache; loaded on first use).
+        perceptual_net: LPIPS backbone (``"alex" | "vgg" | "squeeze"``).
+
+    The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_ssim, G_perceptual]`` and
+    ``D_real, D_fake``; ``fakes`` is ``{"fake_B": G(A)}``.
+    """
+
+    kind = "pix2pix"
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        gan_mode: str = "vanilla",
+        lambda_l1: float = 100.0,
+        lambda_ssim: float = 0.0,
+        lambda_perceptual: float = 0.0,
+        perceptual_net: str = "alex",
+    ) -> None:
+        super().__init__()
+        for key, value in (("lambda_l1", lambda_l1), ("lambda_ssim", lambda_ssim),
+                           ("lambda_perceptual", lambda_perceptual)):
+            if value < 0:
+                raise ConfigError(f"loss.{key}: must be >= 0, got {value}")
+        self.G = generator
+        self.D = discriminator
+        self.criterion_gan = GANLoss(gan_mode)
+        self.lambda_l1 = lambda_l1
+        self.lambda_ssim = lambda_ssim
+        self.lambda_perceptual = lambda_perceptual
+        self.perceptual = PerceptualLoss(perceptual_net) if lambda_perceptual > 0 else None
+
+    def generator_modules(self) -> list[str]:
+        return ["G"]
+
+    def discriminator_modules(self) -> list[str]:
+        return ["D"]
+
+    def generator_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        real_a, real_b = batch["A"], batch["B"]
+        fake_b = self.G(real_a)
+        g_gan = self.criterion_gan(self.D(torch.cat([real_a, fake_b], 1)), True, for_discriminator=False)
+        g_l1 = l1_loss(fake_b, real_b)
+        loss = g_gan + self.lambda_l1 * g_l1
+        terms = {"G_gan": g_gan, "G_l1": g_l1}
+        if self.lambda_ssim > 0:
+            terms["G_ssim"] = ssim_loss(fake_b, real_b)
+            loss = loss + self.lambda_ssim * terms["G_ssim"]
+        if self.perceptual is not None:
+            terms["G_perceptual"] = self.perceptual(fake_b, real_b)
+            loss = loss + self.lambda_perceptual * terms["G_perceptual"]
+        return loss, {k: v.detach() for k, v in terms.items()}, {"fake_B": fake_b}
+
+    def discriminator_loss(self, batch: dict[str, Tensor], fakes: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        real_a, real_b = batch["A"], batch["B"]
+        fake_b = fakes["fake_B"].detach()
+        d_fake = self.criterion_gan(self.D(torch.cat([real_a, fake_b], 1)), False)
+        d_real = self.criterion_gan(self.D(torch.cat([real_a, real_b], 1)), True)
+        loss = 0.5 * (d_real + d_fake)
+        return loss, {"D_real": d_real.detach(), "D_fake": d_fake.detach()}
+
+    @torch.no_grad()
+    def translate(self, a: Tensor) -> Tensor:
+        return self.G(a)
