@@ -173,14 +173,22 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--lesions", type=Path, default=None, help="lesion mask file/folder (lesion-level metrics)")
     p.add_argument("--mask", type=Path, default=None, help="body mask or tissue-label file/folder")
     p.add_argument("--out", required=True, type=Path, help="output folder for metrics.csv, summary.json, report")
+    p.add_argument("--train-subjects", default=None,
+                   help="subjects that fit the fair baselines: a run's splits.json (its 'train' list) or "
+                   "comma-separated ids (default: leave-one-subject-out over the evaluated subjects)")
+    p.add_argument("--no-lpips", action="store_true", help="skip LPIPS (reported as not requested)")
+    p.add_argument("--pred-norm", choices=["own", "input"], default="own",
+                   help="put predictions into [-1, 1] by their own percentiles (default) or by their T2w's "
+                   "(the scale synthseq writes them in; needs --input)")
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_paths
+    from .evaluation import evaluate_paths, parse_train_subjects
 
     report = evaluate_paths(args.pred, args.target, args.out, inputs=args.input, lesions=args.lesions,
-                            mask=args.mask, seed=args.seed)
+                            mask=args.mask, seed=args.seed, train_subjects=parse_train_subjects(args.train_subjects),
+                            use_lpips=not args.no_lpips, pred_norm=args.pred_norm)
     print(f"report: {report}")
     return 0
 
@@ -194,32 +202,264 @@ def _add_demo(sub) -> None:
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default depends on the device)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="training config (default configs/pix2pix_cpu_tiny.yaml on CPU, pix2pix_t2_stir.yaml on GPU)")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    report = run_demo(args.out, device=args.device, seed=args.seed, steps=args.steps)
+    report = run_demo(args.out, device=args.device, seed=args.seed, steps=args.steps, config=args.config)
     print(f"demo finished; open {report}")
     return 0
 
 
 def _add_classify(sub) -> None:
     """``synthseq classify train|predict`` (owned by synthseq.downstream)."""
+    p = sub.add_parser(
+        "classify",
+        help="multi-label injury classifiers (fracture/marrow edema, PLC injury, cord edema) on sagittal stacks",
+        description="Train a MONAI injury classifier from a YAML config (T2w, T2w+STIR or T2w+pseudo-STIR input) "
+        "and evaluate it on held-out subjects (AUC with 95% CI, sensitivity/specificity, Grad-CAM PNGs), or "
+        "apply a saved model to a folder.",
+        formatter_class=_formatter,
+    )
+    csub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
+    t = csub.add_parser("train", help="train + evaluate from a config; writes OUT_DIR/model.pt, metrics.json",
+                        description="e.g. synthseq classify train configs/classifier_cpu_tiny.yaml "
+                        "data=phantom/ input=t2w+stir", formatter_class=_formatter)
+    t.add_argument("config", type=Path, help="YAML config (see configs/classifier_*.yaml)")
+    t.add_argument("overrides", nargs="*", help="key=value overrides (e.g. epochs=5 input=t2w+stir)")
+    t.set_defaults(func=_run_classify_train)
+    q = csub.add_parser("predict", help="probabilities of a saved classifier for every subject of a folder",
+                        formatter_class=_formatter)
+    q.add_argument("--model", required=True, type=Path, help="model.pt written by classify train")
+    q.add_argument("--data", required=True, type=Path, help="phantom-layout folder (sub-*/sub-*_T2w.nii.gz ...)")
+    q.add_argument("--out", required=True, type=Path, help="output CSV (subject, prob_<label>, pred_<label>)")
+    q.add_argument("--checkpoint", type=Path, default=None,
+                   help="synthesis checkpoint for a t2w+pseudostir model (default: the one in its config)")
+    q.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    q.set_defaults(func=_run_classify_predict)
+
+
+def _run_classify_train(args: argparse.Namespace) -> int:
+    from .config import load_typed
+    from .downstream.classifier import ClassifierConfig, train_classifier
+
+    overrides = list(args.overrides) + ([f"seed={args.seed_given}"] if args.seed_given is not None else [])
+    cfg = load_typed(ClassifierConfig, args.config, overrides).validate()
+    metrics = train_classifier(cfg)
+    for label, m in metrics["labels"].items():
+        print(f"{label}: AUC {m['auc']:.3f} (95% CI {m['auc_ci_low']:.3f}-{m['auc_ci_high']:.3f})  "
+              f"sens {m['sensitivity']:.2f} spec {m['specificity']:.2f}  n={m['n']}")
+    print(f"model: {Path(cfg.out_dir) / 'model.pt'}")
+    return 0
+
+
+def _run_classify_predict(args: argparse.Namespace) -> int:
+    from .downstream.classifier import predict_classifier
+
+    print(predict_classifier(args.model, args.data, args.out, checkpoint=args.checkpoint, device=args.device))
+    return 0
 
 
 def _add_outcome(sub) -> None:
     """``synthseq outcome fit|predict|explain`` (owned by synthseq.downstream)."""
+    p = sub.add_parser(
+        "outcome",
+        help="ambulation / AIS-improvement predictors (gradient boosting, logistic regression) with SHAP",
+        description="Fit an outcome model from a YAML config (stratified CV AUC with 95% CI, Brier score, "
+        "calibration plot, van Middendorp baseline, SHAP), predict with it, or explain its predictions.",
+        formatter_class=_formatter,
+    )
+    osub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
+    f = osub.add_parser("fit", help="cross-validate + fit from a config; writes OUT_DIR/model.joblib, metrics.json",
+                        description="e.g. synthseq outcome fit configs/outcome_ambulation.yaml data=phantom/ "
+                        "image_features=stir", formatter_class=_formatter)
+    f.add_argument("config", type=Path, help="YAML config (see configs/outcome_*.yaml)")
+    f.add_argument("overrides", nargs="*", help="key=value overrides (e.g. model=logreg target=ais_improvement)")
+    f.set_defaults(func=_run_outcome_fit)
+    for name, helptext in (("predict", "outcome probabilities for every cohort subject -> CSV"),
+                           ("explain", "SHAP summary plot, values CSV and per-patient explanations")):
+        q = osub.add_parser(name, help=helptext, formatter_class=_formatter)
+        q.add_argument("--model", required=True, type=Path, help="model.joblib written by outcome fit")
+        q.add_argument("--data", required=True, type=Path, help="phantom-layout folder or cohort CSV")
+        q.add_argument("--out", required=True, type=Path,
+                       help="output CSV" if name == "predict" else "output folder")
+        q.add_argument("--checkpoint", type=Path, default=None,
+                       help="synthesis checkpoint when the model uses pseudo-STIR features")
+        if name == "explain":
+            q.add_argument("--subject", action="append", default=None,
+                           help="subject to explain individually (repeatable; default: the first three)")
+        q.set_defaults(func=_run_outcome_predict if name == "predict" else _run_outcome_explain)
+
+
+def _run_outcome_fit(args: argparse.Namespace) -> int:
+    from .config import load_typed
+    from .downstream.outcome import OutcomeConfig, fit_outcome
+
+    overrides = list(args.overrides) + ([f"seed={args.seed_given}"] if args.seed_given is not None else [])
+    cfg = load_typed(OutcomeConfig, args.config, overrides).validate()
+    m = fit_outcome(cfg)
+    cv, vm = m["cv"], m["van_middendorp"]
+    print(f"{cfg.target} ({cfg.model}, image features {cfg.image_features}): CV AUC {cv['auc']:.3f} "
+          f"(95% CI {cv['auc_ci_low']:.3f}-{cv['auc_ci_high']:.3f}), Brier {cv['brier']:.3f}; "
+          f"van Middendorp AUC {vm['auc']:.3f}")
+    print(f"model: {Path(cfg.out_dir) / 'model.joblib'}")
+    return 0
+
+
+def _run_outcome_predict(args: argparse.Namespace) -> int:
+    from .downstream.outcome import predict_outcome
+
+    print(predict_outcome(args.model, args.data, args.out, checkpoint=args.checkpoint))
+    return 0
+
+
+def _run_outcome_explain(args: argparse.Namespace) -> int:
+    from .downstream.outcome import explain_outcome
+
+    res = explain_outcome(args.model, args.data, args.out, subjects=args.subject, checkpoint=args.checkpoint)
+    print(f"SHAP additivity max error {res['additivity_max_error']:.2e}; wrote {len(res['files'])} plot(s) to "
+          f"{args.out}")
+    return 0
 
 
 def _add_utility(sub) -> None:
     """``synthseq utility`` (owned by synthseq.downstream)."""
+    p = sub.add_parser(
+        "utility",
+        help="does pseudo-STIR help? T2w vs T2w+pseudo-STIR vs T2w+STIR for classifiers and the outcome model",
+        description="Train injury classifiers and the outcome model (clinical + image features) with T2w only, "
+        "T2w + pseudo-STIR and T2w + real STIR on the same training subjects; compare held-out AUCs (95% CIs) "
+        "and report how much of the gap to real STIR pseudo-STIR closes. Writes utility.{json,csv,md,png}.",
+        formatter_class=_formatter,
+    )
+    p.add_argument("--data", required=True, type=Path, help="phantom-layout folder (with real STIR)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, help="synthesis checkpoint (.pt) making the pseudo-STIR")
+    src.add_argument("--pseudo-stir", type=Path, help="or a folder of precomputed <subject>_pseudoSTIR.nii.gz")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--config", type=Path, default=None, help="YAML UtilityConfig (classifier:, outcome: ...)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides (e.g. classifier.epochs=10)")
+    p.set_defaults(func=_run_utility)
+
+
+def _run_utility(args: argparse.Namespace) -> int:
+    from .config import load_typed
+    from .downstream.utility import UtilityConfig, run_utility
+
+    cfg = load_typed(UtilityConfig, args.config, [*args.overrides, f"seed={args.seed}"])
+    res = run_utility(args.data, args.out, checkpoint=args.checkpoint, cfg=cfg, pseudo_stir_dir=args.pseudo_stir,
+                      device=args.device)
+    for task, s in res["summary"].items():
+        gap = "n/a" if s["gap_closed"] != s["gap_closed"] else f"{s['gap_closed']:.2f}"
+        print(f"{task}: AUC T2w {s['auc_t2w']:.3f} | +pseudo-STIR {s['auc_pseudo']:.3f} | +STIR {s['auc_real']:.3f}"
+              f" | gap closed {gap}")
+    print(f"table: {Path(args.out) / 'utility.md'}")
+    return 0
 
 
 def _add_reader_study(sub) -> None:
     """``synthseq reader-study build|serve|export|analyze`` (owned by synthseq.reader_study)."""
+    p = sub.add_parser(
+        "reader-study",
+        help="blinded reader studies: build a case set, serve the reading page, export and analyze answers",
+        description="Visual Turing test / image-quality / finding-detection reader studies on real vs synthetic "
+        "STIR:\n  build -> serve (each reader opens a personal link) -> export -> analyze.",
+        formatter_class=_formatter,
+    )
+    rs = p.add_subparsers(dest="rs_command", metavar="STEP", parser_class=_Parser, required=True)
+
+    b = rs.add_parser("build", help="pair real and synthetic volumes, render blinded cases, shuffle per reader",
+                      description="Pair sub-XXXX*_STIR.nii.gz (real) with sub-XXXX*_pseudoSTIR.nii.gz (synthetic) "
+                      "by subject, render the chosen sagittal slices (same percentile window for both) and write "
+                      "STUDY/{manifest.json,key.csv,cases/}. Same --seed -> identical files.",
+                      formatter_class=_formatter)
+    b.add_argument("--real", required=True, type=Path, help="folder with real *_STIR.nii.gz (searched recursively)")
+    b.add_argument("--synthetic", required=True, type=Path,
+                   help="folder with synthetic *_pseudoSTIR.nii.gz (or *_STIR.nii.gz) on the real grid")
+    b.add_argument("--lesions", type=Path, default=None,
+                   help="folder with sub-XXXX*_lesions.nii.gz (phantom codes): finding truth")
+    b.add_argument("--out", required=True, type=Path, help="study folder to create (must not exist or be empty)")
+    b.add_argument("--readers", required=True, help="comma-separated reader names, e.g. R1,R2,R3")
+    b.add_argument("--slices", choices=["mid", "lesion", "all"], default="mid",
+                   help="mid: middle slice +/-2; lesion: slices spanning the findings; all (default mid)")
+    b.add_argument("--cases", type=int, default=None,
+                   help="total cases, even (a real and a synthetic per subject); default: every paired subject")
+    b.set_defaults(func=_run_reader_study_build)
+
+    s = rs.add_parser("serve", help="serve the reading page locally and print each reader's personal link",
+                      description="Serve STUDY on HOST:PORT (loopback by default). Answers are saved in "
+                      "STUDY/answers.sqlite as readers click; stop with Ctrl-C and restart any time.",
+                      formatter_class=_formatter)
+    s.add_argument("study", type=Path, help="study folder written by `reader-study build`")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; other hosts expose the page on the network)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    s.set_defaults(func=_run_reader_study_serve)
+
+    e = rs.add_parser("export", help="write every reader's answers as CSV (default STUDY/answers.csv)",
+                      formatter_class=_formatter)
+    e.add_argument("study", type=Path, help="study folder")
+    e.add_argument("--out", type=Path, default=None, help="CSV file (default STUDY/answers.csv)")
+    e.set_defaults(func=_run_reader_study_export)
+
+    a = rs.add_parser("analyze", help="unblind and analyze: Turing test, agreement, Likert, findings; report",
+                      description="Writes OUT/{report.html,results.json,figures.json,readings.csv,*.png}.",
+                      formatter_class=_formatter)
+    a.add_argument("study", type=Path, help="study folder")
+    a.add_argument("--out", required=True, type=Path, help="report folder")
+    a.add_argument("--answers", type=Path, default=None,
+                   help="analyze an exported answers CSV instead of STUDY/answers.sqlite")
+    a.set_defaults(func=_run_reader_study_analyze)
+
+
+def _run_reader_study_build(args: argparse.Namespace) -> int:
+    from .reader_study import build_study
+
+    summary = build_study(args.real, args.synthetic, args.out, args.readers.split(","), lesions=args.lesions,
+                          seed=args.seed, slices=args.slices, cases=args.cases)
+    print(f"wrote {summary.cases} cases ({len(summary.subjects)} subjects) for {len(summary.readers)} reader(s) "
+          f"to {summary.study}")
+    if summary.unpaired:
+        print(f"skipped {len(summary.unpaired)} subject(s) found in only one folder: {', '.join(summary.unpaired)}")
+    print(f"next: synthseq reader-study serve {summary.study}")
+    return 0
+
+
+def _run_reader_study_serve(args: argparse.Namespace) -> int:
+    from .reader_study.app import serve_study
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"synthseq: warning: serving on {args.host}: anyone who can reach this address and has a link can "
+              "read; links travel unencrypted (plain HTTP)", file=sys.stderr)
+
+    def ready(url: str, links: dict[str, str]) -> None:
+        print(f"serving {args.study} on {url} (Ctrl-C to stop)")
+        for reader, link in links.items():
+            print(f"  {reader}: {link}")
+        sys.stdout.flush()
+
+    serve_study(args.study, host=args.host, port=args.port, ready=ready)
+    return 0
+
+
+def _run_reader_study_export(args: argparse.Namespace) -> int:
+    from .reader_study import export_answers
+
+    print(export_answers(args.study, args.out))
+    return 0
+
+
+def _run_reader_study_analyze(args: argparse.Namespace) -> int:
+    from .reader_study import analyze_study
+
+    print(f"report: {analyze_study(args.study, args.out, answers_csv=args.answers)}")
+    return 0
 
 
 _REGISTRY = (

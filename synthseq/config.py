@@ -49,6 +49,7 @@ class DataConfig:
     test_fraction: float = 0.2  #: fraction of SUBJECTS held out for testing
     split_seed: int = 0
     min_foreground: float = 0.05  #: slices with a smaller body fraction are not sampled
+    register: bool = False  #: rigidly register each target onto its input grid (NCC) after affine resampling
     augment: bool = True
     gpu_resident: bool | None = None  #: keep all slices on the device (None: on when training on CUDA)
     num_workers: int = 0
@@ -92,6 +93,7 @@ class TrainConfig:
     decay_start: float = 0.5  #: fraction of steps after which the linear decay starts
     grad_accum: int = 1
     amp: bool = True  #: bf16 autocast on CUDA (ignored on CPU)
+    amp_dtype: str = "bfloat16"  #: "bfloat16" (no loss scaling) | "float16" (with a GradScaler)
     channels_last: bool = True
     compile: bool = False
     device: str = "auto"

@@ -1,0 +1,303 @@
+"""Blinded case sets: pair real and synthetic volumes by subject, render the shown slices, shuffle per reader.
+
+Every subject found in both folders gives two cases (its real STIR and its synthetic STIR), each under an
+opaque ID. Both are windowed by the same rule (per volume, the 1st and 99th percentile map to 0 and 1) so
+brightness does not give the source away, and both show the same slices of the same grid. Everything that
+could unblind a reader (subject, source, lesion truth, file paths) goes to ``STUDY/key.csv`` only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..data.slicing import SagittalView
+from ..errors import ConfigError, InputError
+from ..io import Volume, load_volume, save_volume
+from ..utils import atomic_write_text
+from . import layout
+
+SLICE_MODES = ("mid", "lesion", "all")
+MID_HALF_WIDTH = 2  #: ``mid`` shows the middle sagittal slice and this many neighbours on each side
+SUBJECT_RE = re.compile(r"^(sub-[A-Za-z0-9]+)")
+REAL_SUFFIXES = ("_STIR.nii.gz", "_STIR.nii")
+SYNTHETIC_SUFFIXES = ("_pseudoSTIR.nii.gz", "_pseudoSTIR.nii", "_STIR.nii.gz", "_STIR.nii")
+LESION_SUFFIXES = ("_lesions.nii.gz", "_lesions.nii")
+
+
+@dataclass
+class BuildSummary:
+    """What :func:`build_study` wrote."""
+
+    study: Path
+    subjects: list[str]
+    cases: int
+    readers: list[str]
+    unpaired: list[str] = field(default_factory=list)  #: subjects found in only one of the two folders
+
+
+def find_volumes(folder: str | Path, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
+    """Subject ID (leading ``sub-XXXX`` of the file name) -> file, searching ``folder`` recursively.
+
+    The first suffix in ``suffixes`` that a subject has wins (so ``_pseudoSTIR`` beats ``_STIR``);
+    two files of one subject with the same suffix raise :class:`InputError`.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: {what} folder does not exist")
+    found: dict[str, tuple[int, Path]] = {}
+    for path in sorted(folder.rglob("*")):
+        match = SUBJECT_RE.match(path.name)
+        rank = next((i for i, s in enumerate(suffixes) if path.name.endswith(s)), None)
+        if match is None or rank is None or not path.is_file():
+            continue
+        subject = match.group(1)
+        if subject in found and found[subject][0] == rank:
+            raise InputError(f"{path}: second {what} volume for {subject} (also {found[subject][1]})")
+        if subject not in found or rank < found[subject][0]:
+            found[subject] = (rank, path)
+    return {subject: path for subject, (_, path) in sorted(found.items())}
+
+
+def window(data: np.ndarray, percentiles: tuple[float, float], name: str) -> tuple[np.ndarray, float, float]:
+    """Map the volume's low/high percentile to 0/1 (float32, not clipped, so the page can still level).
+
+    Returns ``(windowed, low, high)`` with low/high in the input's units.
+    """
+    low, high = (float(v) for v in np.percentile(data, percentiles))
+    if not high > low:
+        raise InputError(f"{name}: constant intensities between the {percentiles} percentiles; cannot window")
+    return ((data - low) / (high - low)).astype(np.float32), low, high
+
+
+def select_slices(n_slices: int, mode: str, lesion_slices: np.ndarray | None) -> tuple[int, int]:
+    """Half-open range ``[start, stop)`` of canonical sagittal slices to show.
+
+    ``mid``: the middle slice +/- :data:`MID_HALF_WIDTH`; ``all``: every slice; ``lesion``: from the first to
+    the last slice holding any finding, padded by one slice (the ``mid`` block when there is none). The range
+    is contiguous so slice scrolling in the page moves through real anatomy.
+    """
+    mid_start = max(0, n_slices // 2 - MID_HALF_WIDTH)
+    mid = (mid_start, min(n_slices, n_slices // 2 + MID_HALF_WIDTH + 1))
+    if mode == "all":
+        return 0, n_slices
+    if mode == "mid" or lesion_slices is None or not lesion_slices.any():
+        return mid
+    idx = np.flatnonzero(lesion_slices)
+    return max(0, int(idx[0]) - 1), min(n_slices, int(idx[-1]) + 2)
+
+
+def stack_affine(spacing: tuple[float, float, float]) -> np.ndarray:
+    """RAS+ affine of a canonical ``(S, H, W)`` stack: S towards left, H towards inferior, W towards posterior.
+
+    The origin is dropped on purpose: the stack only needs voxel size and orientation, and an origin would
+    identify the subject.
+    """
+    ds, dh, dw = spacing
+    affine = np.zeros((4, 4))
+    affine[0, 0], affine[2, 1], affine[1, 2], affine[3, 3] = -ds, -dh, -dw, 1.0
+    return affine
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    """8-bit grey PNG of a windowed slice (values clipped to [0, 1]); display only, never analysed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import image as mpimg
+
+    buffer = io.BytesIO()
+    mpimg.imsave(buffer, np.clip(image, 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0, format="png",
+                 metadata={"Software": None})
+    path.write_bytes(buffer.getvalue())
+
+
+def _check_same_grid(real: Volume, other: Volume) -> None:
+    if real.shape != other.shape or not np.allclose(real.affine, other.affine, atol=1e-3):
+        raise InputError(f"{other.path}: not on the grid of {real.path} (shape {other.shape} vs {real.shape}); "
+                         "resample it onto the real STIR first")
+
+
+def build_study(
+    real: str | Path,
+    synthetic: str | Path,
+    out: str | Path,
+    readers: list[str],
+    *,
+    lesions: str | Path | None = None,
+    seed: int = 0,
+    slices: str = "mid",
+    cases: int | None = None,
+    percentiles: tuple[float, float] = (1.0, 99.0),
+) -> BuildSummary:
+    """Write a blinded reader study to ``out`` (which must not exist or be empty).
+
+    Args:
+        real: folder searched recursively for ``sub-XXXX*_STIR.nii.gz``.
+        synthetic: folder searched for ``sub-XXXX*_pseudoSTIR.nii.gz`` (or ``*_STIR.nii.gz``), on the real grid.
+        out: the study folder (layout in :mod:`synthseq.reader_study.layout`).
+        readers: reader names (letters, digits, ``_.-``); every reader reads every case.
+        lesions: optional folder of ``sub-XXXX*_lesions.nii.gz`` (phantom codes) giving the finding truth.
+        seed: fixes case IDs, the subject sample and each reader's order; same seed -> identical files.
+        slices: ``mid`` | ``lesion`` | ``all`` (see :func:`select_slices`).
+        cases: total number of cases (even: two per subject); default every paired subject.
+        percentiles: intensity percentiles mapped to 0 and 1, the same rule for real and synthetic.
+    """
+    out = Path(out)
+    readers = _check_readers(readers)
+    if slices not in SLICE_MODES:
+        raise ConfigError(f"--slices: expected one of {', '.join(SLICE_MODES)}, got {slices!r}")
+    if slices == "lesion" and lesions is None:
+        raise ConfigError("--slices lesion needs --lesions DIR")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: study folder already exists and is not empty")
+
+    real_files = find_volumes(real, REAL_SUFFIXES, "real")
+    synth_files = find_volumes(synthetic, SYNTHETIC_SUFFIXES, "synthetic")
+    paired = sorted(set(real_files) & set(synth_files))
+    unpaired = sorted(set(real_files) ^ set(synth_files))
+    if not paired:
+        raise InputError(f"{synthetic}: no subject has both a real ({real}) and a synthetic volume")
+    lesion_files = find_volumes(lesions, LESION_SUFFIXES, "lesion") if lesions is not None else {}
+    if lesions is not None and (missing := [s for s in paired if s not in lesion_files]):
+        raise InputError(f"{lesions}: no lesion mask for {', '.join(missing[:5])}")
+
+    rng = random.Random(seed)
+    if cases is not None:
+        if cases < 2 or cases % 2:
+            raise ConfigError(f"--cases: expected an even number >= 2 (a real and a synthetic case per subject), "
+                              f"got {cases}")
+        if cases // 2 > len(paired):
+            raise ConfigError(f"--cases {cases}: only {len(paired)} subject(s) have both volumes")
+        paired = sorted(rng.sample(paired, cases // 2))
+
+    parent = out.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        manifest_cases, key_rows = {}, []
+        used: set[str] = set()
+        for subject in paired:
+            for case_id, row, info in _build_subject(tmp, subject, real_files[subject], synth_files[subject],
+                                                     lesion_files.get(subject), slices, percentiles, rng, used):
+                manifest_cases[case_id] = info
+                key_rows.append(row)
+        ids = sorted(manifest_cases)
+        order = {}
+        for reader in readers:
+            ids_r = list(ids)
+            random.Random(f"{seed}:{reader}").shuffle(ids_r)  # per-reader order, independent of the others
+            order[reader] = ids_r
+        manifest = {
+            "format": layout.FORMAT, "version": 1, "synthseq_version": __version__, "seed": seed,
+            "slices": slices, "window_percentiles": list(percentiles),
+            "findings": [{"name": n, "label": label} for n, label, _ in layout.FINDINGS],
+            "has_lesion_truth": lesions is not None,
+            "cases": {cid: manifest_cases[cid] for cid in ids}, "readers": order,
+        }
+        atomic_write_text(tmp / layout.MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        _write_key(tmp / layout.KEY, sorted(key_rows, key=lambda r: r["case_id"]))
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            out.rmdir()  # empty (checked above); replaced by the finished study in one rename
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return BuildSummary(study=out, subjects=paired, cases=2 * len(paired), readers=readers, unpaired=unpaired)
+
+
+def _check_readers(readers: list[str]) -> list[str]:
+    readers = [r.strip() for r in readers if r.strip()]
+    if not readers:
+        raise ConfigError("--readers: give at least one reader name")
+    for reader in readers:
+        if not layout.READER_RE.match(reader):
+            raise ConfigError(f"--readers: {reader!r} is not a valid name (letters, digits, _ . -; max 64)")
+    if len(set(readers)) != len(readers):
+        raise ConfigError(f"--readers: duplicate names in {','.join(readers)}")
+    return readers
+
+
+def _new_case_id(rng: random.Random, used: set[str]) -> str:
+    while True:
+        case_id = f"c{rng.getrandbits(40):010x}"
+        if case_id not in used:
+            used.add(case_id)
+            return case_id
+
+
+def _build_subject(tmp: Path, subject: str, real_path: Path, synth_path: Path, lesion_path: Path | None,
+                   mode: str, percentiles: tuple[float, float], rng: random.Random, used: set[str]):
+    """Yield ``(case_id, key_row, manifest_info)`` for the subject's real and synthetic case."""
+    real = load_volume(real_path)
+    synth = load_volume(synth_path)
+    _check_same_grid(real, synth)
+    view = SagittalView.from_affine(real.affine)
+    truth: dict[str, str] = {name: "" for name in layout.FINDING_NAMES}
+    lesion_slices = None
+    if lesion_path is not None:
+        lesion = load_volume(lesion_path, allow_zero=True)
+        if lesion.shape != real.shape:
+            raise InputError(f"{lesion_path}: shape {lesion.shape} differs from {real_path} {real.shape}")
+        codes = np.rint(np.asarray(view.to_slices(lesion.data))).astype(np.int64)  # (S, H, W)
+        finding_codes = [c for _, _, cs in layout.FINDINGS for c in cs]
+        lesion_slices = np.isin(codes, finding_codes).any(axis=(1, 2))
+    n_slices = view.to_slices(real.data).shape[0]
+    start, stop = select_slices(n_slices, mode, lesion_slices)
+    if lesion_path is not None:
+        shown = codes[start:stop]
+        truth = {name: str(int(np.isin(shown, cs).any())) for name, _, cs in layout.FINDINGS}
+    spacing = (view.slice_spacing(real.spacing), *view.inplane_spacing(real.spacing))
+    for source, volume in (("real", real), ("synthetic", synth)):
+        windowed, low, high = window(volume.data, percentiles, str(volume.path))
+        stack = np.ascontiguousarray(view.to_slices(windowed)[start:stop])  # (S, H, W)
+        case_id = _new_case_id(rng, used)
+        case_dir = tmp / layout.CASES / case_id
+        case_dir.mkdir(parents=True)
+        save_volume(Volume(stack, stack_affine(spacing)), case_dir / layout.STACK, dtype=np.float32)
+        for i, image in enumerate(stack):
+            _write_png(case_dir / layout.slice_png_name(i), image)
+        row = {"case_id": case_id, "subject": subject, "source": source, "file": str(volume.path),
+               "slice_start": start, "slice_stop": stop, "window_low": f"{low:.6g}", "window_high": f"{high:.6g}",
+               **truth}
+        info = {"n_slices": int(stack.shape[0]), "height": int(stack.shape[1]), "width": int(stack.shape[2]),
+                "spacing_mm": [round(float(s), 4) for s in spacing]}
+        yield case_id, row, info
+
+
+KEY_COLUMNS = ("case_id", "subject", "source", "file", "slice_start", "slice_stop", "window_low", "window_high",
+               *layout.FINDING_NAMES)
+
+
+def _write_key(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=KEY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+    os.chmod(path, 0o600)
+
+
+def read_key(study: str | Path) -> list[dict]:
+    """Rows of ``STUDY/key.csv`` (finding truth as int 0/1, or None without lesion truth)."""
+    path = Path(study) / layout.KEY
+    if not path.is_file():
+        raise InputError(f"{path}: no answer key in this study folder")
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        for name in layout.FINDING_NAMES:
+            row[name] = int(row[name]) if row.get(name, "") != "" else None
+    return rows

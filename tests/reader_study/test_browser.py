@@ -1,0 +1,164 @@
+"""End to end in a real headless Chromium (Debian's chromium driven by Playwright's Python package).
+
+Open a reader link, answer two cases, kill the server and the browser, restart both, see the answers kept,
+finish, submit, export, analyze. Skipped with a visible reason when Playwright or chromium is missing, unless
+SYNTHSEQ_REQUIRE_BROWSER=1 (CI), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from synthseq.reader_study import analyze_study, export_answers, read_key
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 15_000
+
+
+def _browser_or_skip():
+    """``(sync_playwright, chromium_path)``, or skip (fail when SYNTHSEQ_REQUIRE_BROWSER=1)."""
+    chromium = os.environ.get("SYNTHSEQ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    reason = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright, reason = None, "the playwright Python package is not installed (pip install playwright)"
+    if reason is None and not Path(chromium).is_file():
+        reason = f"no chromium at {chromium} (apt-get install chromium, or set SYNTHSEQ_CHROMIUM)"
+    if reason is not None:
+        if os.environ.get("SYNTHSEQ_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser test required (SYNTHSEQ_REQUIRE_BROWSER=1) but {reason}")
+        pytest.skip(f"browser test skipped: {reason}")
+    return sync_playwright, chromium
+
+
+def _open(pw, chromium: str, profile: Path, link: str):
+    context = pw.chromium.launch_persistent_context(
+        str(profile), executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
+        viewport={"width": 1280, "height": 820})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
+    page.goto(link)
+    page.wait_for_selector("body[data-ready='1']")
+    return context, page, errors
+
+
+def _answer(page, answer: dict) -> None:
+    for field, value in answer.items():
+        page.check(f"input[name={field}][value='{value}']")
+    _expect_text(page, "#save-status", "All answers saved")
+
+
+def _expect_text(page, selector: str, text: str) -> None:
+    """Wait until ``selector`` shows ``text`` (Playwright's expect polls without eval, which the page's CSP forbids)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(selector)).to_have_text(text, timeout=TIMEOUT_MS)
+
+
+def _canvas_stats(page) -> list[float]:
+    """Mean and spread of the rendered canvas' grey values."""
+    return page.evaluate("""() => {
+        const c = document.getElementById('image');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let s = 0, s2 = 0, n = d.length / 4;
+        for (let i = 0; i < d.length; i += 4) { s += d[i]; s2 += d[i] * d[i]; }
+        return [s / n, Math.sqrt(s2 / n - (s / n) ** 2)];
+    }""")
+
+
+ANSWERS = [
+    {"call": "synthetic", "confidence": 4, "quality": 2, "marrow_edema": 1, "plc_injury": 0, "cord_edema": 0},
+    {"call": "real", "confidence": 2, "quality": 5, "marrow_edema": 0, "plc_injury": 0, "cord_edema": 1},
+]
+
+
+@pytest.mark.browser
+def test_read_restart_resume_submit_analyze(rs, study, tmp_path):
+    sync_playwright, chromium = _browser_or_skip()
+    from playwright.sync_api import expect
+
+    order = json.loads((study / "manifest.json").read_text())["readers"]["R1"]
+    proc, url, links = rs.start_server(study)
+    try:
+        with sync_playwright() as pw:
+            context, page, errors = _open(pw, chromium, tmp_path / "profile1", links["R1"])
+            assert page.text_content("#case-title") == f"Case 1 of {len(order)}"
+            assert page.text_content("#progress-text") == f"0 of {len(order)} complete"
+            # The image is drawn from the float stack; wheel scrolls slices, the level slider changes pixels.
+            assert _canvas_stats(page)[1] > 5  # an image, not a blank canvas
+            assert page.text_content("#slice-text") == "3 / 5"
+            page.hover("#image")
+            page.mouse.wheel(0, 120)
+            _expect_text(page, "#slice-text", "4 / 5")
+            mean = _canvas_stats(page)[0]
+            page.fill("#level", "0.9")
+            page.dispatch_event("#level", "input")
+            assert _canvas_stats(page)[0] < mean - 20  # a higher window level maps the same values darker
+            _answer(page, ANSWERS[0])
+            page.screenshot(path=str(tmp_path / "reading_page.png"))
+            page.click("#next")
+            _expect_text(page, "#case-title", f"Case 2 of {len(order)}")
+            _answer(page, ANSWERS[1])
+            assert page.text_content("#progress-text") == f"2 of {len(order)} complete"
+            assert not errors, errors
+            context.close()
+
+            # Kill the server (no clean shutdown) and start a new one; a fresh browser profile reopens the link.
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            proc, url, links = rs.start_server(study)
+            context, page, errors = _open(pw, chromium, tmp_path / "profile2", links["R1"])
+            assert page.text_content("#case-title") == f"Case 3 of {len(order)}"  # resumes at the first open case
+            assert page.text_content("#progress-text") == f"2 of {len(order)} complete"
+            page.click("#case-dots button >> nth=0")
+            _expect_text(page, "#case-title", f"Case 1 of {len(order)}")
+            for field, value in ANSWERS[0].items():
+                assert page.is_checked(f"input[name={field}][value='{value}']"), field
+            page.click("#case-dots button >> nth=2")
+            assert page.is_disabled("#submit")
+            for i in range(2, len(order)):
+                _expect_text(page, "#case-title", f"Case {i + 1} of {len(order)}")
+                _answer(page, ANSWERS[i % 2])
+                if i < len(order) - 1:
+                    page.click("#next")
+            page.click("#submit")
+            page.click("#confirm-submit")
+            page.wait_for_selector("#submitted-note", state="visible")
+            assert page.is_disabled("input[name=call][value=real]")
+            assert not errors, errors
+            # Without the float stack the page falls back to the 8-bit display PNGs.
+            page.route("**/stack.nii", lambda route: route.abort())
+            page.evaluate("() => { const c = document.getElementById('image'); c.width = c.width; }")  # blank it
+            with page.expect_response("**/slice_002.png") as png:
+                page.click("#case-dots button >> nth=1")
+            assert png.value.status == 200
+            expect(page.locator("#save-status")).to_contain_text("fixed-window", timeout=TIMEOUT_MS)
+            for _ in range(100):  # the PNG decodes and draws asynchronously
+                if _canvas_stats(page)[1] > 5:
+                    break
+                page.wait_for_timeout(50)
+            assert _canvas_stats(page)[1] > 5
+            context.close()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    rows = [r for r in export_answers(study).read_text().splitlines()[1:] if r.startswith("R1,")]
+    assert len(rows) == len(order) and all(",1," in r and r.split(",")[-1] for r in rows)
+    report = analyze_study(study, tmp_path / "report")
+    results = json.loads((report.parent / "results.json").read_text())
+    key = {r["case_id"]: r["source"] for r in read_key(study)}
+    expected = sum(key[cid] == ANSWERS[i % 2]["call"] for i, cid in enumerate(order))
+    assert (results["turing"]["R1"]["k"], results["turing"]["R1"]["n"]) == (expected, len(order))
+    assert results["study"]["submitted"]["R1"]
