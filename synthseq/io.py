@@ -152,6 +152,8 @@ def load_volume(path: str | Path, *, allow_zero: bool = False) -> Volume:
         if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
             img = nib.Nifti1Image.from_image(img)
         data = _scaled(img)
+        if path.name.endswith(".gz"):
+            _check_gzip(path)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: cannot read as NIfTI ({reason}); the file may be corrupt or truncated") from exc
@@ -160,6 +162,14 @@ def load_volume(path: str | Path, *, allow_zero: bool = False) -> Volume:
     check_volume_data(data, str(path), allow_zero=allow_zero)
     header = img.header.copy()
     return Volume(data=data, affine=img.affine, header=header, path=path)
+
+
+def _check_gzip(path: Path) -> None:
+    """Read a gzip stream to its end so its CRC and length are verified (nibabel stops at the last voxel, so a
+    damaged deflate stream could otherwise go unnoticed); raises OSError / EOFError / zlib.error."""
+    with gzip.open(path, "rb") as fh:
+        while fh.read(1 << 22):
+            pass
 
 
 def _scaled(img: nib.spatialimages.SpatialImage) -> np.ndarray:
@@ -252,10 +262,18 @@ def save_volume(
     if dtype is None:
         dtype = header.get_data_dtype() if volume.header is not None else np.float32
     dtype = np.dtype(dtype)
+    exact_int = False
+    if np.issubdtype(dtype, np.integer) and data.size:
+        # integral values that fit the on-disk type are stored as they are (slope 1): an int16 input
+        # round-trips exactly; otherwise nibabel would rescale float data to the type's full range
+        info = np.iinfo(dtype)
+        exact_int = bool(np.all(data == np.round(data)) and data.min() >= info.min and data.max() <= info.max)
+        if exact_int:
+            data = data.astype(dtype)
     img = nib.Nifti1Image(data, volume.affine, header=header)
     img.set_data_dtype(dtype)
-    if np.issubdtype(dtype, np.floating):
-        img.header.set_slope_inter(1.0, 0.0)  # float data is stored unscaled
+    if np.issubdtype(dtype, np.floating) or exact_int:
+        img.header.set_slope_inter(1.0, 0.0)  # stored unscaled
     else:
         img.header.set_slope_inter(np.nan, np.nan)  # let nibabel pick a scale if values need one
     img.set_qform(volume.affine, code=int(header["qform_code"]) or 1)

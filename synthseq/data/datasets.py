@@ -1,0 +1,457 @@
+"""Paired and unpaired 2D (or 2.5D) sagittal slice datasets built from :class:`~synthseq.data.manifest.Subject` s.
+
+Preparation of one subject (:func:`prepare_subject`, done once per subject when a dataset is built, then cached
+in memory):
+
+1. Load the reference input (the first of ``input_keys``, e.g. the T2w). Every other sequence (extra inputs, the
+   STIR target, the labels) is put on that grid with :func:`~synthseq.data.registration.align_pair` /
+   :func:`~synthseq.data.registration.resample_to` when its grid differs (optionally rigidly registered).
+2. Body mask: ``labels > 0`` and not airway (label 5) when a labels file exists, else
+   :func:`body_mask_from_intensity` of the reference.
+3. Per-volume normalization with the percentiles (or mean/std) of the voxels inside the body mask; the target is
+   clipped to [-1, 1] (percentile method), inputs are not (as at inference, :mod:`synthseq.synthesis`).
+4. Canonical sagittal slices (:class:`~synthseq.data.slicing.SagittalView`: S right -> left, H superior ->
+   inferior, W anterior -> posterior), 2.5D context stacks for the inputs (channels ordered key-major: the k
+   slices of the first input key, then the k of the next), optional in-plane resampling to ``pixel_spacing_mm``.
+5. Slices whose body fraction is below ``min_foreground`` are never sampled.
+
+Items (:meth:`PairedSliceDataset.__getitem__`) are crops/pads of one slice to ``image_size``: random crop when
+``augment`` (plus the MONAI augmentations of :mod:`synthseq.data.transforms`), centre crop otherwise; padding uses
+each channel's normalized background value (the value scanner intensity 0 maps to, i.e. -1 or a bit below).
+Randomness is a pure function of ``(seed, epoch, index)``: call :meth:`set_epoch` once per epoch to vary it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from ..errors import InputError
+from ..io import Volume, load_volume
+from .manifest import Subject
+from .normalize import NormParams, apply_normalization, fit_normalization
+from .registration import align_pair, resample_to, same_grid
+from .slicing import SagittalView, stack_context
+from .transforms import AugmentSettings, augment_item, build_augmentation
+
+#: Tissue label of the airway (``synthseq.phantom.codes.TISSUES``): inside the outline but not body.
+AIRWAY_LABEL = 5
+NORM_MASKS = ("auto", "labels", "intensity", "none")
+
+
+# ------------------------------------------------------------------------------------------------ body masks
+def body_mask_from_labels(labels: np.ndarray) -> np.ndarray:
+    """Body mask from phantom tissue labels: ``labels > 0`` and not airway (bool, same shape)."""
+    labels = np.asarray(labels)
+    return (labels > 0) & (labels != AIRWAY_LABEL)
+
+
+def _otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of a 1D sample (maximizes the between-class variance of the histogram)."""
+    hist, edges = np.histogram(values, bins=bins)
+    centers = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist, dtype=np.float64)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centers, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (m0[-1] * w0 / w0[-1] - m0) ** 2 / (w0 * w1)
+    between[~np.isfinite(between)] = 0
+    return float(centers[int(np.argmax(between))])
+
+
+def body_mask_from_intensity(volume_data: np.ndarray) -> np.ndarray:
+    """Estimated body mask of a 3D magnitude image (bool, same shape), for subjects without labels.
+
+    Threshold at half of Otsu's threshold of log(1 + intensity) (air is orders of magnitude darker than any
+    tissue, while dark tissue on T2w / STIR is only a few times darker than bright tissue: the log scale
+    separates the first, the halving keeps the second), then: opening (drops noise specks), the largest
+    connected component, closing, and hole filling in 3D and in every 2D slice (holes open to the field-of-view
+    edge in 3D are often closed in 2D). A volume that is all body (a tight crop) gives a nearly full mask.
+    """
+    data = np.asarray(volume_data, dtype=np.float32)
+    positive = data[data > 0]
+    if positive.size < 16:
+        return np.ones(data.shape, dtype=bool)
+    thr = 0.5 * float(np.expm1(_otsu(np.log1p(positive))))
+    mask = ndimage.binary_opening(data > thr, iterations=1)
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return np.ones(data.shape, dtype=bool)
+    if n > 1:
+        sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
+        mask = labels == (1 + int(np.argmax(sizes)))
+    it = 2
+    padded = np.pad(mask, it, mode="edge")  # edge padding: the FOV border does not erode the closing
+    mask |= ndimage.binary_closing(padded, iterations=it)[it:-it, it:-it, it:-it]
+    mask = ndimage.binary_fill_holes(mask)
+    for axis in range(3):
+        moved = np.moveaxis(mask, axis, 0)
+        moved[:] = np.stack([ndimage.binary_fill_holes(s) for s in moved])
+    return mask
+
+
+# ------------------------------------------------------------------------------------------ prepared slices
+@dataclass
+class SliceStack:
+    """One subject's prepared slices (all of them; ``keep`` says which ones may be sampled).
+
+    Attributes:
+        subject: subject id.
+        A: ``(S, C_in, H, W)`` float32 normalized inputs (unclipped), or None for a target-only stack.
+        B: ``(S, 1, H, W)`` float32 normalized target (clipped to [-1, 1] for the percentile method), or None.
+        mask: ``(S, 1, H, W)`` float32 body mask {0, 1} of the reference.
+        foreground: ``(S,)`` body fraction of each slice.
+        pad_A: ``(C_in,)`` normalized background value of each input channel (padding value).
+        pad_B: ``(1,)`` the target's.
+        spacing: ``(dh, dw)`` in-plane pixel size (mm) of the slices.
+        norm: NormParams per sequence key.
+        alignment: :func:`~synthseq.data.registration.align_pair` report per non-reference key.
+        view: the SagittalView of the reference grid (slices -> volume with ``view.from_slices``).
+    """
+
+    subject: str
+    A: np.ndarray | None
+    B: np.ndarray | None
+    mask: np.ndarray
+    foreground: np.ndarray
+    pad_A: np.ndarray
+    pad_B: np.ndarray
+    spacing: tuple[float, float]
+    norm: dict[str, NormParams] = field(default_factory=dict)
+    alignment: dict[str, dict] = field(default_factory=dict)
+    view: SagittalView | None = None
+
+    def keep(self, min_foreground: float) -> np.ndarray:
+        """Indices of the slices whose body fraction is at least ``min_foreground``."""
+        return np.flatnonzero(self.foreground >= min_foreground)
+
+
+def _resize_slices(x: np.ndarray, size: tuple[int, int], is_mask: bool) -> np.ndarray:
+    """``(S, C, H, W)`` -> ``(S, C, h, w)``: bilinear (antialiased when shrinking) or, for masks, bilinear > 0.5."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    shrink = size[0] < x.shape[2] or size[1] < x.shape[3]
+    out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=shrink and not is_mask)
+    if is_mask:
+        out = (out > 0.5).float()
+    return out.numpy()
+
+
+def prepare_subject(
+    subject: Subject,
+    input_keys: Sequence[str] = ("T2w",),
+    target_key: str | None = "STIR",
+    *,
+    context_slices: int = 1,
+    norm: str = "percentile",
+    norm_percentiles: Sequence[float] = (0.5, 99.5),
+    pixel_spacing_mm: float | None = None,
+    register: bool = False,
+    norm_mask: str = "auto",
+    with_inputs: bool = True,
+) -> SliceStack:
+    """Load, align, normalize and slice one subject (see the module docstring).
+
+    Args:
+        subject: its files.
+        input_keys: input sequences (the first one is the reference grid).
+        target_key: target sequence, or None for an input-only stack.
+        context_slices: odd k of the 2.5D stacks (1 = 2D).
+        norm: ``"percentile"`` or ``"zscore"``.
+        norm_percentiles: low/high percentiles mapped to -1/+1.
+        pixel_spacing_mm: resample slices in-plane to this pixel size (mm); None keeps the native spacing.
+        register: rigidly register non-reference sequences onto the reference after resampling.
+        norm_mask: ``"auto"`` (labels if present, else intensity), ``"labels"``, ``"intensity"`` or ``"none"``.
+        with_inputs: False builds a target-only stack (the target is then the reference; unpaired pools).
+    """
+    if norm_mask not in NORM_MASKS:
+        raise ValueError(f"norm_mask must be one of {NORM_MASKS}, got {norm_mask!r}")
+    if not with_inputs and target_key is None:
+        raise ValueError("a stack needs inputs or a target")
+    input_keys = list(input_keys) if with_inputs else []
+    ref_key = input_keys[0] if input_keys else target_key
+    ref = load_volume(subject.path(ref_key))
+    view = SagittalView.from_affine(ref.affine)
+
+    body = None
+    if norm_mask in ("auto", "labels") and subject.has("labels"):
+        labels = load_volume(subject.path("labels"), allow_zero=True)
+        if not same_grid(labels, ref):
+            labels = resample_to(labels, ref, order=0)
+        body = body_mask_from_labels(labels.data)
+        if not body.any():
+            body = None  # empty label map: fall back to the intensity estimate
+    if body is None:
+        body = np.ones(ref.shape, dtype=bool) if norm_mask == "none" else body_mask_from_intensity(ref.data)
+
+    norms: dict[str, NormParams] = {}
+    alignment: dict[str, dict] = {}
+
+    def prepared(key: str, clip: bool) -> tuple[np.ndarray, float]:
+        vol: Volume = ref
+        if key != ref_key:
+            vol, alignment[key] = align_pair(ref, load_volume(subject.path(key)), register=register, mask=body)
+        params = fit_normalization(vol.data, norm, tuple(norm_percentiles), body, str(subject.path(key)))
+        norms[key] = params
+        do_clip = clip and norm == "percentile"
+        pad = float(apply_normalization(np.zeros(1, np.float32), params, clip=do_clip)[0])
+        return view.to_slices(apply_normalization(vol.data, params, clip=do_clip)), pad
+
+    a = pad_a = None
+    if input_keys:
+        chans, pads = [], []
+        for key in input_keys:
+            sl, pad = prepared(key, clip=False)
+            chans.append(stack_context(np.ascontiguousarray(sl), context_slices))  # (S, k, H, W)
+            pads += [pad] * context_slices
+        a, pad_a = np.concatenate(chans, axis=1), np.asarray(pads, np.float32)
+    b = pad_b = None
+    if target_key is not None:
+        sl, pad = prepared(target_key, clip=True)
+        b, pad_b = np.ascontiguousarray(sl)[:, None], np.asarray([pad], np.float32)
+    mask = np.ascontiguousarray(view.to_slices(body))[:, None].astype(np.float32)
+
+    dh, dw = view.inplane_spacing(ref.spacing)
+    if pixel_spacing_mm is not None:
+        h, w = mask.shape[2:]
+        size = (max(1, int(round(h * dh / pixel_spacing_mm))), max(1, int(round(w * dw / pixel_spacing_mm))))
+        if size != (h, w):
+            a = _resize_slices(a, size, False) if a is not None else None
+            b = _resize_slices(b, size, False) if b is not None else None
+            mask = _resize_slices(mask, size, True)
+        dh = dw = float(pixel_spacing_mm)
+    return SliceStack(
+        subject=subject.id, A=None if a is None else np.ascontiguousarray(a, np.float32),
+        B=None if b is None else np.ascontiguousarray(b, np.float32), mask=mask,
+        foreground=mask.mean(axis=(1, 2, 3)), pad_A=pad_a if pad_a is not None else np.zeros(0, np.float32),
+        pad_B=pad_b if pad_b is not None else np.zeros(0, np.float32), spacing=(float(dh), float(dw)),
+        norm=norms, alignment=alignment, view=view,
+    )
+
+
+def volume_slices(volume: Volume, *, context_slices: int = 1, norm: str = "percentile",
+                  norm_percentiles: Sequence[float] = (0.5, 99.5), mask: np.ndarray | None = None,
+                  clip: bool = False) -> tuple[np.ndarray, NormParams, SagittalView]:
+    """One volume -> normalized canonical slices ``(S, k, H, W)`` float32, its NormParams and SagittalView.
+
+    ``mask`` (storage order, bool) selects the normalization voxels; default: :func:`body_mask_from_intensity`.
+    ``view.from_slices(unstack_context(x))`` and ``denormalize`` undo it exactly when ``clip`` is False.
+    """
+    view = SagittalView.from_affine(volume.affine)
+    if mask is None:
+        mask = body_mask_from_intensity(volume.data)
+    params = fit_normalization(volume.data, norm, tuple(norm_percentiles), mask, volume.name)
+    slices = view.to_slices(apply_normalization(volume.data, params, clip=clip and norm == "percentile"))
+    return stack_context(np.ascontiguousarray(slices), context_slices), params, view
+
+
+# -------------------------------------------------------------------------------------------- crop / pad
+def crop_window(h: int, w: int, size: int, rng: np.random.Generator | None) -> tuple[int, int]:
+    """Top-left of a ``size`` x ``size`` window in an ``(h, w)`` image padded (centred) to at least ``size``.
+
+    Returned in the coordinates of the PADDED image: random (uniform over valid positions) with ``rng``,
+    centred without.
+    """
+    ph, pw = max(h, size), max(w, size)
+    if rng is None:
+        return (ph - size) // 2, (pw - size) // 2
+    return int(rng.integers(0, ph - size + 1)), int(rng.integers(0, pw - size + 1))
+
+
+def crop_pad(x: np.ndarray, size: int, top: int, left: int, pad_values: np.ndarray | float) -> np.ndarray:
+    """``(C, H, W)`` -> ``(C, size, size)``: pad centred to at least ``size`` with ``pad_values`` (per channel),
+    then cut the window at ``(top, left)`` (see :func:`crop_window`)."""
+    c, h, w = x.shape
+    ph, pw = max(h, size), max(w, size)
+    if (ph, pw) != (h, w):
+        out = np.empty((c, ph, pw), dtype=np.float32)
+        out[:] = np.broadcast_to(np.asarray(pad_values, np.float32).reshape(-1, 1, 1), (c, 1, 1))
+        oh, ow = (ph - h) // 2, (pw - w) // 2
+        out[:, oh: oh + h, ow: ow + w] = x
+        x = out
+    return np.ascontiguousarray(x[:, top: top + size, left: left + size], dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ datasets
+class _SliceDatasetBase(torch.utils.data.Dataset):
+    """Shared construction: prepare every subject once, index the sampleable slices."""
+
+    def __init__(self, image_size: int, min_foreground: float, augment: bool, seed: int,
+                 augment_settings: AugmentSettings | None) -> None:
+        if image_size < 1:
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        self.image_size, self.min_foreground, self.augment, self.seed = int(image_size), min_foreground, augment, seed
+        self.augment_settings = augment_settings or AugmentSettings()
+        self.epoch = 0
+
+    @staticmethod
+    def _index(stacks: list[SliceStack], min_foreground: float) -> list[tuple[int, int]]:
+        return [(i, int(j)) for i, st in enumerate(stacks) for j in st.keep(min_foreground)]
+
+    @staticmethod
+    def _check(index: list, stacks: list[SliceStack], what: str, min_foreground: float) -> None:
+        if not stacks:
+            raise InputError(f"{what}: no subjects given")
+        if not index:
+            names = ", ".join(st.subject for st in stacks[:3]) + (" ..." if len(stacks) > 3 else "")
+            raise InputError(f"{names}: no slice has a body fraction >= min_foreground={min_foreground} ({what})")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Vary the random crops and augmentations per epoch (items stay a function of (seed, epoch, index))."""
+        self.epoch = int(epoch)
+
+    def _rng(self, index: int) -> np.random.Generator | None:
+        return np.random.default_rng([int(self.seed) & 0xFFFFFFFF, self.epoch, int(index)])
+
+    def _augmentation(self, name: str, geometric: tuple[str, ...], intensity: tuple[str, ...]):
+        """The MONAI pipeline, built on first use (importing MONAI takes seconds; a GPU bank never needs it)."""
+        if getattr(self, name, None) is None:
+            setattr(self, name, build_augmentation(self.augment_settings, geometric, intensity))
+        return getattr(self, name)
+
+    def _crop(self, arrays: list[tuple[np.ndarray, np.ndarray | float]], rng) -> list[torch.Tensor]:
+        h, w = arrays[0][0].shape[1:]
+        top, left = crop_window(h, w, self.image_size, rng if self.augment else None)
+        return [torch.from_numpy(crop_pad(x, self.image_size, top, left, pad)) for x, pad in arrays]
+
+
+class PairedSliceDataset(_SliceDatasetBase):
+    """Paired sagittal slices: T2w (plus optional extra inputs) and STIR of the SAME subject and slice.
+
+    Items: ``{"A": (C_in, H, W) float32 ~[-1, 1], "B": (1, H, W) float32 [-1, 1], "mask": (1, H, W) float {0, 1},
+    "subject": str, "slice": int}`` with ``H = W = image_size``, ``C_in = context_slices * len(input_keys)`` and
+    ``slice`` the canonical sagittal index (right -> left). See the module docstring for the preparation.
+
+    Raises:
+        InputError: no subjects, or no slice with enough body (naming the subjects); file problems name the file.
+    """
+
+    paired = True
+
+    def __init__(
+        self,
+        subjects: Sequence[Subject],
+        input_keys: Sequence[str] = ("T2w",),
+        target_key: str = "STIR",
+        image_size: int = 256,
+        pixel_spacing_mm: float | None = None,
+        context_slices: int = 1,
+        norm: str = "percentile",
+        norm_percentiles: Sequence[float] = (0.5, 99.5),
+        min_foreground: float = 0.05,
+        augment: bool = False,
+        seed: int = 0,
+        *,
+        register: bool = False,
+        norm_mask: str = "auto",
+        augment_settings: AugmentSettings | None = None,
+    ) -> None:
+        super().__init__(image_size, min_foreground, augment, seed, augment_settings)
+        self.input_keys, self.target_key, self.context_slices = list(input_keys), target_key, context_slices
+        kw = dict(context_slices=context_slices, norm=norm, norm_percentiles=norm_percentiles,
+                  pixel_spacing_mm=pixel_spacing_mm, register=register, norm_mask=norm_mask)
+        self.stacks = [prepare_subject(s, self.input_keys, target_key, **kw) for s in subjects]
+        self.index = self._index(self.stacks, min_foreground)
+        self._check(self.index, self.stacks, "paired dataset", min_foreground)
+
+    # the GPU bank reads pools A and B through these (paired: the same stacks and slices)
+    @property
+    def stacks_a(self) -> list[SliceStack]:
+        return self.stacks
+
+    @property
+    def index_a(self) -> list[tuple[int, int]]:
+        return self.index
+
+    stacks_b, index_b = stacks_a, index_a
+
+    @property
+    def in_channels(self) -> int:
+        return self.context_slices * len(self.input_keys)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        si, sj = self.index[i]
+        st = self.stacks[si]
+        rng = self._rng(i)
+        a, b, m = self._crop([(st.A[sj], st.pad_A), (st.B[sj], st.pad_B), (st.mask[sj], 0.0)], rng)
+        item = {"A": a, "B": b, "mask": m, "subject": st.subject, "slice": sj}
+        if self.augment:
+            aug = self._augmentation("_aug", ("A", "B", "mask"), ("A",))
+            item = augment_item(aug, item, int(rng.integers(2**32)), ("A", "B", "mask"))
+        return item
+
+
+class UnpairedSliceDataset(_SliceDatasetBase):
+    """Unpaired slices: A from the input pool (``subjects_a``), B from an independent target pool (``subjects_b``).
+
+    The index runs over the A pool's slices; item ``i``'s B slice is drawn uniformly from the B pool with a
+    generator seeded by ``(seed, epoch, i)``. Items have the keys of :class:`PairedSliceDataset` (``"mask"`` is
+    A's body mask) plus ``"subject_b"`` and ``"slice_b"``. Augmentation draws are independent for A (with its
+    mask) and for B; intensity augmentation touches A only.
+    """
+
+    paired = False
+
+    def __init__(
+        self,
+        subjects_a: Sequence[Subject],
+        subjects_b: Sequence[Subject],
+        input_keys: Sequence[str] = ("T2w",),
+        target_key: str = "STIR",
+        image_size: int = 256,
+        pixel_spacing_mm: float | None = None,
+        context_slices: int = 1,
+        norm: str = "percentile",
+        norm_percentiles: Sequence[float] = (0.5, 99.5),
+        min_foreground: float = 0.05,
+        augment: bool = False,
+        seed: int = 0,
+        *,
+        norm_mask: str = "auto",
+        augment_settings: AugmentSettings | None = None,
+    ) -> None:
+        super().__init__(image_size, min_foreground, augment, seed, augment_settings)
+        self.input_keys, self.target_key, self.context_slices = list(input_keys), target_key, context_slices
+        kw = dict(context_slices=context_slices, norm=norm, norm_percentiles=norm_percentiles,
+                  pixel_spacing_mm=pixel_spacing_mm, norm_mask=norm_mask)
+        self.stacks_a = [prepare_subject(s, self.input_keys, None, **kw) for s in subjects_a]
+        self.stacks_b = [prepare_subject(s, self.input_keys, target_key, with_inputs=False, **kw)
+                         for s in subjects_b]
+        self.index_a = self._index(self.stacks_a, min_foreground)
+        self.index_b = self._index(self.stacks_b, min_foreground)
+        self._check(self.index_a, self.stacks_a, "unpaired dataset, input pool", min_foreground)
+        self._check(self.index_b, self.stacks_b, "unpaired dataset, target pool", min_foreground)
+
+    @property
+    def in_channels(self) -> int:
+        return self.context_slices * len(self.input_keys)
+
+    def __len__(self) -> int:
+        return len(self.index_a)
+
+    def __getitem__(self, i: int) -> dict:
+        rng = self._rng(i)
+        si, sj = self.index_a[i]
+        ti, tj = self.index_b[int(rng.integers(len(self.index_b)))]
+        sa, sb = self.stacks_a[si], self.stacks_b[ti]
+        a, m = self._crop([(sa.A[sj], sa.pad_A), (sa.mask[sj], 0.0)], rng)
+        (b,) = self._crop([(sb.B[tj], sb.pad_B)], rng)
+        item = {"A": a, "B": b, "mask": m, "subject": sa.subject, "slice": sj, "subject_b": sb.subject,
+                "slice_b": tj}
+        if self.augment:
+            aug_a = self._augmentation("_aug_a", ("A", "mask"), ("A",))
+            aug_b = self._augmentation("_aug_b", ("B",), ())
+            item = augment_item(aug_a, item, int(rng.integers(2**32)), ("A", "mask"))
+            item = augment_item(aug_b, item, int(rng.integers(2**32)), ("B",))
+        return item
+
+
+__all__ = ["AIRWAY_LABEL", "PairedSliceDataset", "SliceStack", "UnpairedSliceDataset", "body_mask_from_intensity",
+           "body_mask_from_labels", "crop_pad", "crop_window", "prepare_subject", "volume_slices"]
