@@ -27,3 +27,14 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path):
             raise RuntimeError("crash while writing")
     assert dest.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nii.gz"]  # no temporary left behind
+
+
+def test_atomic_path_gives_usual_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        dest = atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(umask)
+    assert dest.stat().st_mode & 0o777 == 0o644

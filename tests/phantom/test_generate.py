@@ -1,0 +1,123 @@
+"""Dataset writer: layout, determinism, refusal of non-empty folders, preview, geometry and orientation."""
+
+import hashlib
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from synthseq.cli import main
+from synthseq.errors import ConfigError, InputError
+from synthseq.io import anatomical_axis, load_volume, orientation_code
+from synthseq.phantom import PRESETS, generate_dataset, generate_subject, subject_seed
+
+KINDS = ("T2w", "STIR", "labels", "lesions")
+
+
+def _digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".png"}
+
+
+def test_layout_and_dtypes(tiny_dataset):
+    meta = json.loads((tiny_dataset / "dataset.json").read_text())
+    assert meta["generator"] == "synthseq.phantom" and meta["seed"] == 5 and meta["preset"] == "tiny"
+    assert meta["field_strength_T"] == 1.5
+    assert set(meta["subjects"]) == {"sub-0001", "sub-0002", "sub-0003"}
+    assert meta["labels"]["11"] == "cord" and meta["lesions"]["3"] == "cord_edema"
+    assert "coefficients" in meta["cohort_model"]["ambulation_discharge"]
+    acq = meta["subjects"]["sub-0002"]["acquisition"]
+    assert 2500 <= acq["t2w_tr_ms"] <= 4000 and 85 <= acq["t2w_te_ms"] <= 115 and 150 <= acq["stir_ti_ms"] <= 190
+    for sid in meta["subjects"]:
+        imgs = {k: nib.load(tiny_dataset / sid / f"{sid}_{k}.nii.gz") for k in KINDS}
+        assert imgs["T2w"].get_data_dtype() == np.float32 and imgs["STIR"].get_data_dtype() == np.float32
+        assert imgs["labels"].get_data_dtype() == np.uint8 and imgs["lesions"].get_data_dtype() == np.uint8
+        for img in imgs.values():
+            assert img.shape == imgs["T2w"].shape
+            np.testing.assert_array_equal(img.affine, imgs["T2w"].affine)
+
+
+def test_preview_written(tiny_dataset):
+    png = (tiny_dataset / "preview.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_same_seed_same_bytes_and_subject_k_independent_of_n(tmp_path, tiny_dataset):
+    again = generate_dataset(tmp_path / "again", subjects=3, seed=5, preset="tiny", progress=False)
+    assert _digest(again) == _digest(tiny_dataset)  # every byte of the NIfTI files, cohort.csv and dataset.json
+    one = generate_dataset(tmp_path / "one", subjects=1, seed=5, preset="tiny", progress=False)
+    for k in KINDS:
+        a = load_volume(one / "sub-0001" / f"sub-0001_{k}.nii.gz", allow_zero=True).data
+        b = load_volume(tiny_dataset / "sub-0001" / f"sub-0001_{k}.nii.gz", allow_zero=True).data
+        np.testing.assert_array_equal(a, b)
+
+
+def test_different_seeds_different_anatomy():
+    a = generate_subject("a", subject_seed(0, 0), preset="tiny")
+    b = generate_subject("b", subject_seed(1, 0), preset="tiny")
+    assert not np.array_equal(a.labels.data, b.labels.data)
+    assert a.anatomy != b.anatomy
+
+
+def test_refuses_non_empty_folder_unless_overwrite(tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(InputError, match=str(out)):
+        generate_dataset(out, subjects=1, preset="tiny", progress=False)
+    generate_dataset(out, subjects=1, preset="tiny", overwrite=True, progress=False)
+    assert (out / "sub-0001" / "sub-0001_T2w.nii.gz").exists() and (out / "keep.txt").exists()
+
+
+def test_bad_arguments_raise_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="preset"):
+        generate_subject("s", 0, preset="huge")
+    with pytest.raises(ConfigError, match="field_strength"):
+        generate_subject("s", 0, preset="tiny", field_strength=7)
+    with pytest.raises(ConfigError, match="subjects"):
+        generate_dataset(tmp_path / "x", subjects=0)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "default"])
+def test_geometry_and_orientation(preset, tiny_subjects, default_subject):
+    rec = tiny_subjects[3] if preset == "tiny" else default_subject
+    pr = PRESETS[preset]
+    vol = rec.t2w
+    assert orientation_code(vol.affine) == "PIR"  # like a DICOM sagittal: rows A->P, columns S->I, slices R->L... ->R
+    assert anatomical_axis(vol.affine, "LR") == (2, 1)
+    assert vol.shape == (*pr.matrix, pr.n_slices)
+    np.testing.assert_allclose(vol.spacing, (pr.pixel_mm, pr.pixel_mm, pr.slice_mm))
+    # the anatomy agrees with the affine: brain above the vertebrae, airway in front of the cord
+    ijk = lambda m: np.c_[np.argwhere(m), np.ones(int(m.sum()))]  # noqa: E731
+    world = lambda m: (vol.affine @ ijk(m).T)[:3].mean(axis=1)  # noqa: E731
+    lab = rec.labels.data
+    assert world(lab == 18)[2] > world(lab == 7)[2] + 30  # superior
+    assert world(lab == 5)[1] > world(lab == 11)[1] + 15  # anterior
+    assert abs(world(lab == 11)[0]) < 6  # cord near the slab's centre (midline)
+
+
+def test_misregistration_shifts_only_stir():
+    a = generate_subject("s", 11, preset="tiny")
+    b = generate_subject("s", 11, preset="tiny", misregistration_mm=2.0)
+    np.testing.assert_array_equal(a.t2w.data, b.t2w.data)
+    np.testing.assert_array_equal(a.labels.data, b.labels.data)
+    assert not np.array_equal(a.stir.data, b.stir.data)
+    assert 1.0 - 1e-6 <= np.linalg.norm(b.acquisition["misregistration_mm"]) <= 2.0 + 1e-6
+
+
+def test_field_strength_changes_the_protocol():
+    a = generate_subject("s", 4, preset="tiny", field_strength=1.5)
+    b = generate_subject("s", 4, preset="tiny", field_strength=3)
+    assert b.acquisition["stir_ti_ms"] > a.acquisition["stir_ti_ms"] + 30
+    np.testing.assert_array_equal(a.labels.data, b.labels.data)
+
+
+def test_cli_phantom(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["phantom", "--out", str(out), "--subjects", "1", "--seed", "2", "--preset", "tiny", "--field",
+                 "3"]) == 0
+    assert json.loads((out / "dataset.json").read_text())["field_strength_T"] == 3.0
+    assert main(["phantom", "--out", str(out), "--subjects", "1", "--preset", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(out) in err and "\n" not in err
