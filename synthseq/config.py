@@ -51,7 +51,7 @@ class DataConfig:
     min_foreground: float = 0.05  #: slices with a smaller body fraction are not sampled
     register: bool = False  #: rigidly register each target onto its input grid (NCC) after affine resampling
     augment: bool = True
-    gpu_resident: bool | None = None  #: keep all slices on the device (None: on when training on CUDA)
+    gpu_resident: bool | None = None  #: slice bank resident on the training device (None/true); false: DataLoader
     num_workers: int = 0
 
 
@@ -97,6 +97,7 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     device: str = "auto"
+    cpu_threads: int = 0  #: torch intra-op threads when training on the CPU (0: torch's default)
     val_every: int = 1000
     log_every: int = 50
     image_every: int = 1000

@@ -1,0 +1,220 @@
+"""The data a run trains and validates on, built from ``cfg.data``.
+
+* Subjects come from ``cfg.data.root`` (phantom layout or CSV) and are split BY SUBJECT into train / val / test
+  (``splits.json`` in the run folder; a resumed run reuses the stored split).
+* Training batches come either from a :class:`~synthseq.data.gpu.GPUSliceBank` (all slices resident on the
+  training device, augmented there; the default on CUDA and on CPU alike, where it also beats a DataLoader with
+  per-sample MONAI transforms on a few cores), or, with ``data.gpu_resident=false``, from a map-style slice dataset
+  through a ``DataLoader`` with a ``DistributedSampler``.
+* Every random draw of the training stream is a function of ``(seed, rank, step, micro)``: the bank gets a fresh
+  generator seeded from those numbers for each micro-batch, and the DataLoader path replays the sampler's epoch
+  order from the step. So a resumed run sees exactly the batches the uninterrupted run would have seen, whatever
+  state the iterator had, and each rank draws a different stream (its shard).
+* Validation uses whole slices of the VAL subjects (no augmentation), in fixed batches on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from ..config import Config
+from ..errors import ConfigError, InputError
+from ..utils import atomic_write_text
+from . import distributed as ddp
+
+_MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+
+
+def stream_seed(seed: int, rank: int, step: int, micro: int) -> int:
+    """A 63-bit seed that differs for every ``(seed, rank, step, micro)`` (splitmix-style hashing)."""
+    x = 0
+    for i, v in enumerate((seed, rank, step, micro)):
+        x = (x ^ (int(v) + _MIX[i % 3])) * _MIX[(i + 1) % 3] & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return x & 0x7FFFFFFFFFFFFFFF
+
+
+class BatchSource(Protocol):
+    def batch(self, step: int, micro: int) -> dict[str, Tensor]:
+        """The training batch of optimizer step ``step`` (0-based), micro-batch ``micro``."""
+
+
+class BankSource:
+    """Batches from a :class:`~synthseq.data.gpu.GPUSliceBank`, drawn with a generator (on the bank's device)
+    seeded afresh for every micro-batch."""
+
+    def __init__(self, bank: Any, batch_size: int, augment: bool, seed: int, rank: int) -> None:
+        self.bank, self.batch_size, self.augment, self.seed, self.rank = bank, batch_size, augment, seed, rank
+        self.device = torch.device(getattr(bank, "device", "cpu"))
+
+    def batch(self, step: int, micro: int) -> dict[str, Tensor]:
+        g = torch.Generator(device=self.device)
+        g.manual_seed(stream_seed(self.seed, self.rank, step, micro))
+        return self.bank.sample(self.batch_size, augment=self.augment, generator=g)
+
+
+class LoaderSource:
+    """Batches of a map-style dataset through a ``DataLoader`` + ``DistributedSampler`` (``drop_last``),
+    positioned from the step so that resuming replays the same order."""
+
+    def __init__(self, dataset: Any, batch_size: int, grad_accum: int, seed: int, info: ddp.DistInfo,
+                 num_workers: int = 0, pin_memory: bool = False) -> None:
+        from torch.utils.data import DistributedSampler
+
+        self.dataset, self.batch_size, self.grad_accum, self.seed = dataset, batch_size, grad_accum, seed
+        self.info, self.num_workers, self.pin_memory = info, num_workers, pin_memory
+        self.sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                          seed=seed, drop_last=True)
+        self.per_epoch = len(self.sampler) // batch_size
+        if self.per_epoch < 1:
+            raise InputError(f"training set has {len(dataset)} slices, fewer than one batch per process "
+                             f"(train.batch_size={batch_size}, {info.world_size} process(es))")
+        self._iter = None
+        self._next = (-1, -1)
+
+    def batch(self, step: int, micro: int) -> dict[str, Tensor]:
+        from torch.utils.data import DataLoader
+
+        epoch, i = divmod(step * self.grad_accum + micro, self.per_epoch)
+        if (epoch, i) != self._next:
+            self.sampler.set_epoch(epoch)
+            if hasattr(self.dataset, "set_epoch"):  # crops / augmentations are a function of (seed, epoch, index)
+                self.dataset.set_epoch(epoch)
+            order = list(self.sampler)
+            chunks = [order[j: j + self.batch_size] for j in range(i * self.batch_size,
+                                                                  self.per_epoch * self.batch_size, self.batch_size)]
+            # the DataLoader's own generator seeds its workers: derive it, never draw from the global RNG
+            g = torch.Generator().manual_seed(stream_seed(self.seed, self.info.rank, epoch, -1))
+            self._iter = iter(DataLoader(self.dataset, batch_sampler=chunks, num_workers=self.num_workers,
+                                         pin_memory=self.pin_memory, generator=g,
+                                         persistent_workers=False))
+        self._next = (epoch, i + 1)  # after the epoch's last batch this never matches: the next call rebuilds
+        return {k: v for k, v in next(self._iter).items() if k in ("A", "B", "mask")}
+
+
+@dataclass
+class RunData:
+    train: BatchSource
+    val: list[dict[str, Tensor]]  #: whole-slice validation batches on the CPU (empty: no validation)
+    preview: dict[str, Tensor] | None  #: a few fixed validation slices for TensorBoard image grids
+    pixel_spacing_mm: tuple[float, float] | None  #: (dh, dw) of training slices; None: they differ
+    splits: dict[str, list[str]]
+
+
+def subject_splits(cfg: Config, run_dir: Path, info: ddp.DistInfo, resume: bool) -> tuple[dict[str, list[str]], dict]:
+    """Subjects by split id, and the subject records by id; writes ``splits.json`` (rank 0, fresh runs)."""
+    from ..data.manifest import load_subjects, split_subjects
+
+    d = cfg.data
+    subjects = load_subjects(d.root)
+    by_id = {_subject_id(s): s for s in subjects}
+    path = run_dir / "splits.json"
+    if resume and path.is_file():
+        splits = json.loads(path.read_text())
+        missing = [s for part in splits.values() for s in part if s not in by_id]
+        if missing:
+            raise InputError(f"{path}: subject {missing[0]!r} of the stored split is not in {d.root}")
+        return splits, by_id
+    parts = split_subjects(subjects, val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=d.split_seed)
+    splits = {name: [_subject_id(s) for s in _part(parts, name)] for name in ("train", "val", "test")}
+    if not splits["train"]:
+        raise ConfigError(f"data.root={d.root}: no training subjects after the split "
+                          f"(val_fraction={d.val_fraction}, test_fraction={d.test_fraction})")
+    if info.is_main:
+        atomic_write_text(path, json.dumps(splits, indent=2) + "\n")
+    return splits, by_id
+
+
+def _subject_id(subject: Any) -> str:
+    for attr in ("subject_id", "id", "subject", "name"):
+        if hasattr(subject, attr):
+            return str(getattr(subject, attr))
+    return str(subject)
+
+
+def _part(parts: Any, name: str) -> list[Any]:
+    return list(parts[name] if isinstance(parts, dict) else getattr(parts, name))
+
+
+def _datasets_kwargs(cfg: Config) -> dict[str, Any]:
+    d = cfg.data
+    return dict(input_keys=list(d.input_keys), target_key=d.target_key, image_size=d.image_size,
+                pixel_spacing_mm=d.pixel_spacing_mm, context_slices=d.context_slices, norm=d.norm,
+                norm_percentiles=list(d.norm_percentiles), min_foreground=d.min_foreground)
+
+
+def train_dataset(cfg: Config, subjects: list[Any]) -> Any:
+    """The training slice dataset: paired, or unpaired with both pools drawn from the TRAIN subjects
+    (T2w and STIR slices picked independently, so no pair is ever seen together on purpose)."""
+    from ..data.datasets import PairedSliceDataset, UnpairedSliceDataset
+
+    kw = dict(_datasets_kwargs(cfg), augment=cfg.data.augment, seed=cfg.train.seed)
+    if cfg.data.paired:
+        return PairedSliceDataset(subjects, **kw)
+    return UnpairedSliceDataset(subjects, subjects, **kw)
+
+
+def validation_batches(cfg: Config, subjects: list[Any], batch_size: int = 16
+                       ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor] | None]:
+    """Whole prepared slices of the VAL subjects (those with body fraction >= ``data.min_foreground``) in batches
+    of one subject each, and a 4-slice preview (middle slices of the first val subject)."""
+    from ..data.datasets import PairedSliceDataset
+
+    if not subjects:
+        return [], None
+    ds = PairedSliceDataset(subjects, **_datasets_kwargs(cfg), augment=False)
+    batches = []
+    for st in ds.stacks:
+        keep = st.keep(cfg.data.min_foreground)
+        for i in range(0, len(keep), batch_size):
+            idx = keep[i: i + batch_size]
+            batches.append({"A": torch.from_numpy(st.A[idx]), "B": torch.from_numpy(st.B[idx]),
+                            "mask": torch.from_numpy(st.mask[idx])})
+    first = ds.stacks[0]
+    keep = first.keep(cfg.data.min_foreground)
+    mid = keep[max(0, len(keep) // 2 - 2): len(keep) // 2 + 2]
+    preview = {"A": torch.from_numpy(first.A[mid]), "B": torch.from_numpy(first.B[mid])} if len(mid) else None
+    return batches, preview
+
+
+def common_spacing(dataset: Any) -> tuple[float, float] | None:
+    """In-plane pixel size ``(dh, dw)`` mm shared by all training slices (None if they differ by > 1 %), so
+    synthesis can resample other inputs to the resolution the model learned."""
+    spacings = {tuple(st.spacing) for st in getattr(dataset, "stacks_a", [])}
+    if not spacings:
+        return None
+    first = next(iter(spacings))
+    if all(abs(a - b) <= 0.01 * b for s in spacings for a, b in zip(s, first)):
+        return (float(first[0]), float(first[1]))
+    return None
+
+
+def build_run_data(cfg: Config, device: torch.device, info: ddp.DistInfo, run_dir: Path, resume: bool) -> RunData:
+    """Subjects -> split -> training batch source + validation batches (see the module docstring)."""
+    splits, by_id = subject_splits(cfg, run_dir, info, resume)
+    train_subjects = [by_id[s] for s in splits["train"]]
+    dataset = train_dataset(cfg, train_subjects)
+    spacing = common_spacing(dataset)
+    t = cfg.train
+    resident = cfg.data.gpu_resident
+    if resident is None or resident:
+        from ..data.gpu import GPUSliceBank
+
+        # each rank keeps its shard of the slices (every world_size-th), which also divides device memory
+        bank = GPUSliceBank.from_dataset(dataset, device, rank=info.rank, world_size=info.world_size,
+                                         seed=t.seed)
+        del dataset
+        source: BatchSource = BankSource(bank, t.batch_size, cfg.data.augment, t.seed, info.rank)
+    else:
+        source = LoaderSource(dataset, t.batch_size, t.grad_accum, t.seed, info, cfg.data.num_workers,
+                              pin_memory=device.type == "cuda")
+    val, preview = ([], None)
+    if info.is_main:  # only rank 0 validates
+        val, preview = validation_batches(cfg, [by_id[s] for s in splits["val"]])
+    return RunData(source, val, preview, spacing, splits)
