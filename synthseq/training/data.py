@@ -146,7 +146,7 @@ def _datasets_kwargs(cfg: Config) -> dict[str, Any]:
     d = cfg.data
     return dict(input_keys=list(d.input_keys), target_key=d.target_key, image_size=d.image_size,
                 pixel_spacing_mm=d.pixel_spacing_mm, context_slices=d.context_slices, norm=d.norm,
-                norm_percentiles=list(d.norm_percentiles), min_foreground=d.min_foreground)
+                norm_percentiles=list(d.norm_percentiles), min_foreground=d.min_foreground, register=d.register)
 
 
 def train_dataset(cfg: Config, subjects: list[Any]) -> Any:
