@@ -177,9 +177,9 @@ def _add_evaluate(sub) -> None:
                    help="subjects that fit the fair baselines: a run's splits.json (its 'train' list) or "
                    "comma-separated ids (default: leave-one-subject-out over the evaluated subjects)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS (reported as not requested)")
-    p.add_argument("--pred-norm", choices=["own", "input"], default="own",
-                   help="put predictions into [-1, 1] by their own percentiles (default) or by their T2w's "
-                   "(the scale synthseq writes them in; needs --input)")
+    p.add_argument("--pred-norm", choices=["auto", "own", "input"], default="auto",
+                   help="put predictions into [-1, 1] by their T2w's percentiles (input: the scale synthseq writes "
+                   "them in; needs --input) or by their own (own); auto (default): input when --input is given")
     p.set_defaults(func=_run_evaluate)
 
 

@@ -1,0 +1,169 @@
+"""Non-learned T2w -> STIR baselines that pseudo-STIR must beat: histogram matching and a linear intensity fit.
+
+All baselines work in the normalized model space: each T2w and STIR volume is mapped to [-1, 1] by its own
+0.5 / 99.5 percentiles inside its body mask (:func:`synthseq.data.normalize`); a baseline maps normalized T2w
+values to normalized STIR values voxel by voxel, and its output is written back in the **input T2w's scale**
+(``denormalize(y, t2w_params)``) -- the same convention as the pseudo-STIR, so evaluation treats all methods alike.
+
+* :class:`HistogramMatching` (``"histmatch"``, fair): a monotone quantile map learned from TRAINING pairs. Each
+  training subject gives the quantile functions of its normalized T2w and STIR inside the body; the mean quantile
+  functions over subjects (the 1-D Wasserstein barycentres) define the map ``y = interp(x, q_T2w, q_STIR)``.
+  Being monotone, it cannot swap the order of tissues (fat is bright on T2w and dark on STIR), which is exactly
+  the point of comparing against it.
+* :class:`LinearFit` with ``variant="pooled"`` (``"linear_pooled"``, fair): least squares ``STIR ~ a T2w + b`` over
+  the body voxels of all training subjects pooled.
+* :class:`LinearFit` with ``variant="oracle"`` (``"linear_oracle"``, NOT a fair baseline): the same fit on the
+  test subject itself, using its real STIR -- an upper bound for any global linear map, labelled as an oracle.
+
+Honest caveat for both linear variants: the metrics renormalize every volume by its own percentiles
+(:mod:`synthseq.metrics`), which undoes any map ``a x + b`` with ``a > 0``. So under that convention a linear
+baseline scores exactly like the (normalized) T2w itself when ``a > 0`` and like the inverted T2w when ``a < 0``;
+the two variants differ only if their slopes differ in sign. That is a property of the evaluation convention, not a
+bug: a global linear map carries no information beyond its sign once intensity scale is factored out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data.normalize import NormParams, apply_normalization, denormalize, fit_normalization
+from .io import Volume
+
+#: Quantile levels of the histogram-matching map.
+N_QUANTILES = 256
+PERCENTILES = (0.5, 99.5)
+
+#: Method names as they appear in evaluation tables, with a one-line description each.
+BASELINES = {
+    "histmatch": "histogram matching: monotone quantile map T2w -> STIR pooled over training subjects (fair)",
+    "linear_pooled": "linear fit STIR ~ a*T2w + b pooled over training subjects (fair)",
+    "linear_oracle": "linear fit STIR ~ a*T2w + b on the test subject's own real STIR (ORACLE, not fair)",
+}
+
+
+def _data(x: Volume | np.ndarray) -> np.ndarray:
+    return np.asarray(x.data if isinstance(x, Volume) else x)
+
+
+def _normalized(x: np.ndarray, mask: np.ndarray | None, name: str) -> tuple[np.ndarray, NormParams]:
+    params = fit_normalization(x, "percentile", PERCENTILES, mask, name)
+    return apply_normalization(x, params), params
+
+
+def _default_mask(t2w: np.ndarray) -> np.ndarray:
+    from .data.datasets import body_mask_from_intensity
+
+    return body_mask_from_intensity(t2w)
+
+
+@dataclass(frozen=True)
+class PairStats:
+    """What the fair baselines need from one training pair (normalized units, body voxels only).
+
+    Attributes:
+        t2w_quantiles, stir_quantiles: ``(N_QUANTILES,)`` quantile functions at ``linspace(0, 1, N)``.
+        sums: ``(n, sum x, sum y, sum x^2, sum x*y)`` over body voxels (x = T2w, y = STIR), for least squares.
+    """
+
+    t2w_quantiles: np.ndarray
+    stir_quantiles: np.ndarray
+    sums: tuple[float, float, float, float, float]
+
+
+def pair_stats(t2w: Volume | np.ndarray, stir: Volume | np.ndarray, mask: np.ndarray | None = None,
+               name: str = "pair") -> PairStats:
+    """Summaries of one training pair (same grid). ``mask``: body mask (default: estimated from the T2w)."""
+    x_raw, y_raw = _data(t2w), _data(stir)
+    if x_raw.shape != y_raw.shape:
+        raise ValueError(f"{name}: T2w {x_raw.shape} and STIR {y_raw.shape} are not on one grid")
+    m = _default_mask(x_raw) if mask is None else np.asarray(mask, bool)
+    x, _ = _normalized(x_raw, m, f"{name} (T2w)")
+    y, _ = _normalized(y_raw, m, f"{name} (STIR)")
+    xv, yv = x[m].astype(np.float64), y[m].astype(np.float64)
+    levels = np.linspace(0.0, 1.0, N_QUANTILES)
+    return PairStats(np.quantile(xv, levels), np.quantile(yv, levels),
+                     (float(xv.size), float(xv.sum()), float(yv.sum()), float((xv * xv).sum()),
+                      float((xv * yv).sum())))
+
+
+def _apply_map(t2w: Volume, mask: np.ndarray | None, fn) -> Volume:
+    """Normalize the T2w by its own percentiles, map with ``fn``, write back in the T2w's scale (float32)."""
+    x_raw = _data(t2w)
+    m = _default_mask(x_raw) if mask is None else np.asarray(mask, bool)
+    x, params = _normalized(x_raw, m, t2w.name)
+    out = t2w.with_data(np.ascontiguousarray(denormalize(fn(x), params)))
+    if out.header is not None:
+        out.header.set_data_dtype(np.float32)
+    return out
+
+
+@dataclass(frozen=True)
+class HistogramMatching:
+    """Monotone quantile map from normalized T2w to normalized STIR (see the module docstring)."""
+
+    t2w_quantiles: np.ndarray
+    stir_quantiles: np.ndarray
+
+    @classmethod
+    def from_stats(cls, stats: Sequence[PairStats]) -> HistogramMatching:
+        if not stats:
+            raise ValueError("histogram matching needs at least one training pair")
+        tq = np.mean([s.t2w_quantiles for s in stats], axis=0)
+        sq = np.mean([s.stir_quantiles for s in stats], axis=0)
+        tq = np.maximum.accumulate(tq)  # np.interp needs non-decreasing x (already true up to rounding)
+        return cls(tq, sq)
+
+    @classmethod
+    def fit(cls, pairs: Iterable[tuple]) -> HistogramMatching:
+        """Fit on training pairs ``(t2w, stir[, mask])`` (Volumes or arrays on one grid)."""
+        return cls.from_stats([pair_stats(*p) for p in pairs])
+
+    def map_normalized(self, x: np.ndarray) -> np.ndarray:
+        """Normalized T2w -> normalized STIR (values beyond the learned range map to the end values)."""
+        return np.interp(x, self.t2w_quantiles, self.stir_quantiles).astype(np.float32)
+
+    def apply(self, t2w: Volume, mask: np.ndarray | None = None) -> Volume:
+        """Baseline STIR on the T2w's grid, in the T2w's scale, float32."""
+        return _apply_map(t2w, mask, self.map_normalized)
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """``STIR_n = a * T2w_n + b`` in normalized units; ``variant`` is ``"pooled"`` (fair) or ``"oracle"``."""
+
+    a: float
+    b: float
+    variant: str = "pooled"
+
+    @classmethod
+    def from_stats(cls, stats: Sequence[PairStats], variant: str = "pooled") -> LinearFit:
+        if not stats:
+            raise ValueError("a linear fit needs at least one pair")
+        n, sx, sy, sxx, sxy = np.sum([s.sums for s in stats], axis=0)
+        var = sxx - sx * sx / n
+        a = float((sxy - sx * sy / n) / var) if var > 0 else 0.0
+        return cls(a, float((sy - a * sx) / n), variant)
+
+    @classmethod
+    def fit(cls, pairs: Iterable[tuple]) -> LinearFit:
+        """Pooled least squares over training pairs ``(t2w, stir[, mask])``: the fair variant."""
+        return cls.from_stats([pair_stats(*p) for p in pairs], "pooled")
+
+    @classmethod
+    def fit_oracle(cls, t2w: Volume | np.ndarray, stir: Volume | np.ndarray,
+                   mask: np.ndarray | None = None) -> LinearFit:
+        """Least squares on the test subject's OWN real STIR: an oracle upper bound, not a fair baseline."""
+        return cls.from_stats([pair_stats(t2w, stir, mask)], "oracle")
+
+    def map_normalized(self, x: np.ndarray) -> np.ndarray:
+        return (self.a * np.asarray(x, np.float64) + self.b).astype(np.float32)
+
+    def apply(self, t2w: Volume, mask: np.ndarray | None = None) -> Volume:
+        """Baseline STIR on the T2w's grid, in the T2w's scale, float32."""
+        return _apply_map(t2w, mask, self.map_normalized)
+
+
+__all__ = ["BASELINES", "HistogramMatching", "LinearFit", "PairStats", "pair_stats"]

@@ -1,0 +1,454 @@
+"""Checkpoint -> T2w :class:`~synthseq.io.Volume` -> pseudo-STIR Volume on exactly the same grid.
+
+Pipeline of :meth:`Synthesizer.predict` (one volume, any orientation and voxel size):
+
+1. ``SagittalView.to_slices``: ``(S, H, W)`` sagittal slices along the volume's own left-right axis
+   (a permutation + flips, no interpolation).
+2. Normalize with the checkpoint's settings (percentiles of the voxels inside the body mask estimated by
+   :func:`synthseq.data.datasets.body_mask_from_intensity`, as training does for subjects without labels; values
+   beyond them are not clipped) -> model space [-1, 1]; ``stack_context(k)`` if the
+   model is 2.5D.
+3. Per batch of slices, on the device: resample in-plane to the checkpoint's ``pixel_spacing_mm`` (bilinear,
+   antialiased when shrinking), pad (replicating the border) to a multiple of the generator's ``size_multiple``,
+   ``translate`` under ``torch.inference_mode`` (bf16 autocast and channels_last on CUDA), crop, resample back to
+   the slice's own size.
+4. ``from_slices`` -> denormalize with the **input T2w's own** NormParams -> ``Volume.with_data``: the pseudo-STIR is
+   in the T2w's intensity scale (model -1 / +1 map to the T2w's low / high percentile values), float32, with the
+   input's affine and shape. No resampling of the volume grid ever happens, only of each slice and back.
+
+Uncertainty (``predict(..., uncertainty=True)``): ``N`` stochastic passes (``infer.uncertainty_samples``, default
+8), each with a random in-plane shift of up to ``SHIFT_PX`` pixels (applied inside the padding, undone on the
+output, so no anatomy is flipped: the anterior-posterior axis is not symmetric) plus MC dropout where the generator
+has dropout layers (the pix2pix U-Net does; batch norm stays in eval mode). The voxel-wise standard deviation of the
+passes, in the output's intensity units, is the uncertainty map. The main prediction is always the deterministic
+pass (no shift, no dropout), so asking for uncertainty never changes the pseudo-STIR. Passes are seeded: the same
+seed gives the same map.
+
+:class:`SynthesizeSequenced` wraps this as a MONAI dictionary transform that fills a missing sequence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.transforms import MapTransform
+from torch import Tensor, nn
+
+from .data.datasets import body_mask_from_intensity
+from .data.normalize import NormParams, apply_normalization, denormalize, fit_normalization
+from .data.slicing import SagittalView, stack_context
+from .errors import InputError, SynthseqError
+from .io import NIFTI_SUFFIXES, Volume, check_volume_data, load_volume, save_volume
+from .utils import progress, resolve_device
+
+#: GAN kinds whose checkpoints can synthesize.
+SYNTHESIS_KINDS = ("pix2pix", "cyclegan")
+#: Largest in-plane shift (pixels of the resampled slice) of an uncertainty pass.
+SHIFT_PX = 2
+INPUT_PATTERN = "_T2w"
+OUTPUT_PATTERN = "_pseudoSTIR"
+
+
+def uncertainty_path(output: str | Path) -> Path:
+    """Where the uncertainty map of ``output`` goes: ``X_pseudoSTIR.nii.gz`` -> ``X_pseudoSTIR_uncertainty.nii.gz``."""
+    output = Path(output)
+    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
+        if output.name.endswith(suffix):
+            return output.with_name(output.name[: -len(suffix)] + "_uncertainty" + suffix)
+    return output.with_name(output.name + "_uncertainty.nii.gz")
+
+
+def _dropout_modules(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+
+
+@contextlib.contextmanager
+def _mc_dropout(modules: list[nn.Module]) -> Iterator[None]:
+    """Dropout layers in training mode (sampling), everything else untouched; restored afterwards."""
+    for m in modules:
+        m.train(True)
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.train(False)
+
+
+class Synthesizer:
+    """A trained generator ready to turn T2w volumes into pseudo-STIR volumes (see the module docstring).
+
+    >>> # synth = Synthesizer.from_checkpoint("runs/pix2pix/best.pt")
+    >>> # stir = synth(load_volume("sub-01_T2w.nii.gz"))        # Volume, same affine and shape, float32
+    >>> # stir, sd = synth.predict(t2w, uncertainty=True)      # plus a voxel-wise std Volume
+
+    Args:
+        model: a :class:`~synthseq.models.base.GANModel` (its ``translate`` is used).
+        normalization: ``{"method", "percentiles"}`` the model was trained with (optionally ``"mask"``:
+            ``"foreground"`` (default; body mask estimated from the intensities) or ``"none"`` (all voxels)).
+        pixel_spacing_mm: ``(dh, dw)`` of the training slices; None keeps each volume's native in-plane spacing.
+        context_slices: k of the 2.5D input (1 = 2D).
+        input_keys: input sequences of the model; synthesis from one volume supports exactly one.
+        device: ``"auto" | "cpu" | "cuda[:N]"``.
+        batch_size: slices per forward pass.
+        uncertainty_samples: stochastic passes for the uncertainty map.
+        source: a name for messages (the checkpoint path).
+    """
+
+    def __init__(self, model: nn.Module, *, normalization: Mapping[str, Any] | None = None,
+                 pixel_spacing_mm: Sequence[float] | None = None, context_slices: int = 1,
+                 input_keys: Sequence[str] = ("T2w",), device: str | torch.device = "auto", batch_size: int = 32,
+                 uncertainty_samples: int = 8, source: str = "<model>") -> None:
+        self.source = source
+        self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
+        norm = dict(normalization or {})
+        self.norm_method = str(norm.get("method", "percentile"))
+        self.norm_percentiles = tuple(float(p) for p in norm.get("percentiles", (0.5, 99.5)))
+        self.norm_mask = str(norm.get("mask", "foreground"))
+        self.pixel_spacing_mm = None if pixel_spacing_mm is None else tuple(float(s) for s in pixel_spacing_mm)
+        self.context_slices = int(context_slices)
+        self.input_keys = list(input_keys)
+        if batch_size < 1:
+            raise SynthseqError(f"batch size must be at least 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.uncertainty_samples = max(2, int(uncertainty_samples))
+        if len(self.input_keys) != 1:
+            raise InputError(f"{source}: the model takes {len(self.input_keys)} input sequences "
+                             f"({', '.join(self.input_keys)}); synthesis from one volume supports one")
+        self.model = model.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.multiple = max(int(getattr(getattr(model, n), "size_multiple", 1)) for n in model.generator_modules())
+        self._dropout = _dropout_modules(self.model)
+
+    # ------------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", batch_size: int | None = None) -> Synthesizer:
+        """Load a pix2pix / CycleGAN checkpoint written by ``synthseq train`` (the file alone suffices).
+
+        Raises:
+            InputError: missing file, not a synthseq checkpoint, or a checkpoint of another kind (e.g. a
+                downstream classifier).
+        """
+        from .training.checkpoint import build_model_from_checkpoint, load_checkpoint
+
+        path = Path(path)
+        ckpt = load_checkpoint(path)
+        kind = ckpt.get("kind")
+        if kind not in SYNTHESIS_KINDS:
+            raise InputError(f"{path}: a {kind!r} checkpoint cannot synthesize images "
+                             f"(expected one of {', '.join(SYNTHESIS_KINDS)})")
+        try:
+            model = build_model_from_checkpoint(ckpt)
+        except SynthseqError as exc:
+            msg = str(exc).splitlines()[0]
+            raise InputError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from exc
+        infer = (ckpt.get("config") or {}).get("infer", {}) or {}
+        data = (ckpt.get("config") or {}).get("data", {}) or {}
+        return cls(
+            model,
+            normalization=ckpt.get("normalization") or {"method": data.get("norm", "percentile"),
+                                                        "percentiles": data.get("norm_percentiles", (0.5, 99.5))},
+            pixel_spacing_mm=ckpt.get("pixel_spacing_mm"),
+            context_slices=int(ckpt.get("context_slices", data.get("context_slices", 1))),
+            input_keys=ckpt.get("input_keys", data.get("input_keys", ["T2w"])),
+            device=device,
+            batch_size=int(batch_size or infer.get("batch_size", 32)),
+            uncertainty_samples=int(infer.get("uncertainty_samples", 8)),
+            source=str(path),
+        )
+
+    # ---------------------------------------------------------------------------------------- inference
+    def __call__(self, volume: Volume) -> Volume:
+        """T2w Volume -> pseudo-STIR Volume (same affine and shape, float32, in the T2w's intensity scale)."""
+        return self.predict(volume)[0]
+
+    def normalize_input(self, volume: Volume) -> tuple[np.ndarray, NormParams, SagittalView]:
+        """Canonical ``(S, H, W)`` slices of ``volume`` in model space, its NormParams and the view used."""
+        data = np.asarray(volume.data)
+        check_volume_data(data, volume.name)
+        view = SagittalView.from_affine(volume.affine)
+        slices = np.ascontiguousarray(view.to_slices(data), dtype=np.float32)
+        mask = body_mask_from_intensity(slices) if self.norm_mask == "foreground" else None
+        params = fit_normalization(slices, self.norm_method, self.norm_percentiles, mask, volume.name)
+        return apply_normalization(slices, params), params, view
+
+    def predict(self, volume: Volume, uncertainty: bool = False, seed: int = 0) -> tuple[Volume, Volume | None]:
+        """Pseudo-STIR of ``volume`` and, if ``uncertainty``, the voxel-wise std map (both float32 Volumes on the
+        input's grid, in the T2w's intensity units).
+
+        Raises:
+            InputError: the volume is not 3D or holds NaN / inf voxels.
+        """
+        x, params, view = self.normalize_input(volume)
+        s, h, w = x.shape
+        inputs = stack_context(torch.from_numpy(x), self.context_slices)  # (S, k, H, W)
+        work = self._work_size(volume, view, (h, w))
+        pred = np.empty((s, h, w), dtype=np.float32)
+        std = np.empty((s, h, w), dtype=np.float32) if uncertainty else None
+        gen = torch.Generator().manual_seed(int(seed))
+        for i in range(0, s, self.batch_size):
+            batch = inputs[i:i + self.batch_size]
+            pred[i:i + len(batch)] = self._translate(batch, work, (h, w)).numpy()
+            if std is not None:
+                std[i:i + len(batch)] = self._sample_std(batch, work, (h, w), gen, seed + i).numpy()
+        out = volume.with_data(np.ascontiguousarray(denormalize(view.from_slices(pred), params)))
+        _float32_header(out)
+        unc = None
+        if std is not None:
+            unc = volume.with_data(np.ascontiguousarray(view.from_slices(std) * np.float32(params.scale)))
+            _float32_header(unc)
+        return out, unc
+
+    def _work_size(self, volume: Volume, view: SagittalView, size: tuple[int, int]) -> tuple[int, int]:
+        """In-plane size of the slices at the training pixel spacing."""
+        if self.pixel_spacing_mm is None:
+            return size
+        dh, dw = view.inplane_spacing(volume.spacing)
+        th, tw = self.pixel_spacing_mm
+        return max(1, round(size[0] * dh / th)), max(1, round(size[1] * dw / tw))
+
+    def _forward(self, x: Tensor) -> Tensor:
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return self.model.translate(x).float()
+        return self.model.translate(x).float()
+
+    def _run(self, batch: Tensor, work: tuple[int, int], size: tuple[int, int], margin: int,
+             shift: tuple[int, int] = (0, 0)) -> Tensor:
+        """Resample -> pad -> (shift) -> translate -> (unshift) -> crop -> resample back: ``(B, H, W)`` on the CPU."""
+        x = batch.to(self.device, dtype=torch.float32)
+        x = _resize(x, work)
+        hh, ww = work
+        ph = -(hh + 2 * margin) % self.multiple + margin
+        pw = -(ww + 2 * margin) % self.multiple + margin
+        x = F.pad(x, (margin, pw, margin, ph), mode="replicate")
+        if shift != (0, 0):
+            x = torch.roll(x, shifts=shift, dims=(-2, -1))
+        y = self._forward(x)
+        if shift != (0, 0):
+            y = torch.roll(y, shifts=(-shift[0], -shift[1]), dims=(-2, -1))
+        y = y[:, :1, margin:margin + hh, margin:margin + ww]
+        y = _resize(y, size).clamp_(-1.0, 1.0)
+        return y[:, 0].cpu()
+
+    @torch.inference_mode()
+    def _translate(self, batch: Tensor, work: tuple[int, int], size: tuple[int, int]) -> Tensor:
+        return self._run(batch, work, size, margin=0)
+
+    @torch.inference_mode()
+    def _sample_std(self, batch: Tensor, work: tuple[int, int], size: tuple[int, int], gen: torch.Generator,
+                    seed: int) -> Tensor:
+        """Std over ``uncertainty_samples`` shifted / MC-dropout passes (model units): ``(B, H, W)``."""
+        total = torch.zeros((batch.shape[0], *size), dtype=torch.float64)
+        total_sq = torch.zeros_like(total)
+        n = self.uncertainty_samples
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), _mc_dropout(self._dropout):
+            torch.manual_seed(seed)  # dropout masks: reproducible and independent of the caller's RNG
+            for _ in range(n):
+                dy, dx = (int(v) for v in torch.randint(-SHIFT_PX, SHIFT_PX + 1, (2,), generator=gen))
+                y = self._run(batch, work, size, margin=SHIFT_PX, shift=(dy, dx)).double()
+                total += y
+                total_sq += y * y
+        var = (total_sq - total * total / n) / (n - 1)
+        return var.clamp_min_(0).sqrt_().float()
+
+
+def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def _float32_header(volume: Volume) -> None:
+    """The output is written as unscaled float32, whatever the input's on-disk type was."""
+    if volume.header is not None:
+        volume.header.set_data_dtype(np.float32)
+        volume.header.set_slope_inter(1.0, 0.0)
+
+
+# ------------------------------------------------------------------------------------------ files
+def _strip_nifti(name: str) -> str | None:
+    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def output_name(input_name: str) -> str:
+    """``sub-01_T2w.nii.gz`` -> ``sub-01_pseudoSTIR.nii.gz``; other names get ``_pseudoSTIR`` appended."""
+    stem = _strip_nifti(input_name)
+    if stem is None:  # e.g. a DICOM folder
+        return f"{input_name}{OUTPUT_PATTERN}.nii.gz"
+    suffix = input_name[len(stem):]
+    if stem.endswith(INPUT_PATTERN):
+        return stem[: -len(INPUT_PATTERN)] + OUTPUT_PATTERN + suffix
+    return stem + OUTPUT_PATTERN + suffix
+
+
+def plan_outputs(input: str | Path, output: str | Path) -> list[tuple[Path, Path]]:
+    """``(input, output)`` file pairs of a synthesize run (no file is touched).
+
+    * ``input`` a folder holding ``*_T2w.nii(.gz)`` (at any depth): each maps to ``output/<same sub-folder>/
+      *_pseudoSTIR.nii(.gz)``.
+    * ``input`` a file (or a DICOM folder): ``output`` is the file to write, or an existing folder to write
+      ``<name>_pseudoSTIR.nii.gz`` into.
+    """
+    input, output = Path(input), Path(output)
+    if not input.exists():
+        raise InputError(f"{input}: no such file or folder")
+    if input.is_dir():
+        found = sorted(p for p in input.rglob(f"*{INPUT_PATTERN}.nii*") if _strip_nifti(p.name) and p.is_file())
+        if found:
+            if output.exists() and not output.is_dir():
+                raise InputError(f"{output}: must be a folder when --input is a folder of *_T2w.nii.gz files")
+            return [(p, output / p.relative_to(input).parent / output_name(p.name)) for p in found]
+    if output.is_dir():
+        return [(input, output / output_name(input.name))]
+    if _strip_nifti(output.name) is None:
+        raise InputError(f"{output}: output must end in .nii or .nii.gz (or be an existing folder)")
+    return [(input, output)]
+
+
+def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Path, *, device: str = "auto",
+                    batch_size: int | None = None, uncertainty: bool = False, overwrite: bool = False,
+                    seed: int = 0, synthesizer: Synthesizer | None = None) -> list[Path]:
+    """Synthesize pseudo-STIR for a file or a folder (see :func:`plan_outputs` for the naming).
+
+    Every output is checked before any work starts: an output equal to its input is refused, and existing outputs
+    are refused unless ``overwrite``. Files are written atomically as float32 with the input's affine; with
+    ``uncertainty`` a ``*_uncertainty.nii.gz`` std map goes beside each output.
+
+    Returns:
+        The written paths (pseudo-STIR files, then each one's uncertainty map where asked for), in input order.
+    """
+    pairs = plan_outputs(input, output)
+    planned: list[Path] = []
+    for src, dst in pairs:
+        targets = [dst, uncertainty_path(dst)] if uncertainty else [dst]
+        for t in targets:
+            if t.resolve() == src.resolve():
+                raise InputError(f"{t}: refusing to overwrite the input file")
+            if t.exists() and not overwrite:
+                more = f" (and {len(pairs) - 1} other planned output(s))" if len(pairs) > 1 else ""
+                raise InputError(f"{t}: already exists (use --overwrite to replace it){more}")
+        planned += targets
+    if len(set(planned)) != len(planned):
+        raise InputError(f"{output}: two inputs map onto the same output name")
+    synth = synthesizer or Synthesizer.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+    written: list[Path] = []
+    for src, dst in progress(pairs, desc="synthesize", total=len(pairs), unit="vol"):
+        volume = load_volume(src)
+        pred, unc = synth.predict(volume, uncertainty=uncertainty, seed=seed)
+        written.append(save_volume(pred, dst, dtype=np.float32, overwrite=overwrite))
+        if unc is not None:
+            written.append(save_volume(unc, uncertainty_path(dst), dtype=np.float32, overwrite=overwrite))
+    return written
+
+
+# -------------------------------------------------------------------------------------- MONAI transform
+def _affine_of(value: Any, data: Mapping[Hashable, Any], key: Hashable) -> np.ndarray:
+    affine = getattr(value, "affine", None)
+    if affine is None:
+        meta = data.get(f"{key}_meta_dict") or {}
+        affine = meta.get("affine") if isinstance(meta, Mapping) else None
+    if affine is None:
+        raise InputError(f"{key}: needs an affine (a Volume, a MONAI MetaTensor, or '{key}_meta_dict' with "
+                         f"'affine')")
+    affine = np.asarray(affine.detach().cpu() if isinstance(affine, Tensor) else affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise InputError(f"{key}: affine must be 4x4, got shape {affine.shape}")
+    return affine
+
+
+class SynthesizeSequenced(MapTransform):
+    """MONAI dictionary transform: fill ``key_out`` with pseudo-STIR synthesized from ``keys_in``.
+
+    Values may be :class:`~synthseq.io.Volume` objects, MONAI ``MetaTensor`` s (with ``.affine``; channel-first
+    ``(1, X, Y, Z)`` or ``(X, Y, Z)``), or arrays / tensors accompanied by ``"<key>_meta_dict"["affine"]``. The
+    output has the input's type, shape and affine (a MetaTensor keeps a copy of the input's metadata). Slices are
+    batched on the synthesizer's device (the GPU when present).
+
+    Args:
+        keys_in: input key(s); the model's input sequences in order (one for a T2w -> STIR model).
+        key_out: key to fill.
+        checkpoint: checkpoint path (ignored if ``synthesizer`` is given).
+        synthesizer: a ready :class:`Synthesizer` (shared between transforms, no reloading).
+        only_if_missing: leave a present (non-None) ``key_out`` untouched; False always synthesizes.
+        device, batch_size: for loading from ``checkpoint``.
+        allow_missing_keys: skip samples lacking an input key instead of raising.
+    """
+
+    def __init__(self, keys_in: Sequence[str] | str = ("t2w",), key_out: str = "stir",
+                 checkpoint: str | Path | None = None, synthesizer: Synthesizer | None = None,
+                 only_if_missing: bool = True, device: str = "auto", batch_size: int | None = None,
+                 allow_missing_keys: bool = False) -> None:
+        keys = [keys_in] if isinstance(keys_in, str) else list(keys_in)
+        super().__init__(keys, allow_missing_keys)
+        if synthesizer is None:
+            if checkpoint is None:
+                raise SynthseqError("SynthesizeSequenced needs checkpoint= or synthesizer=")
+            synthesizer = Synthesizer.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+        if len(keys) != len(synthesizer.input_keys):
+            raise InputError(f"SynthesizeSequenced: {len(keys)} input key(s) given, the model takes "
+                             f"{len(synthesizer.input_keys)} ({', '.join(synthesizer.input_keys)})")
+        self.key_out = key_out
+        self.synthesizer = synthesizer
+        self.only_if_missing = only_if_missing
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        if self.only_if_missing and d.get(self.key_out) is not None:
+            return d
+        present = [k for k in self.keys if k in d and d[k] is not None]
+        if len(present) < len(self.keys):
+            if self.allow_missing_keys:
+                return d
+            missing = [k for k in self.keys if k not in present]
+            raise InputError(f"{missing[0]}: input key missing from the sample (keys: {sorted(map(str, d))})")
+        key = self.keys[0]
+        value = d[key]
+        if isinstance(value, Volume):
+            d[self.key_out] = self.synthesizer(value)
+            return d
+        d[self.key_out] = self._synthesize_array(value, d, key)
+        if f"{key}_meta_dict" in d and not hasattr(value, "affine"):
+            d[f"{self.key_out}_meta_dict"] = dict(d[f"{key}_meta_dict"])
+        return d
+
+    def _synthesize_array(self, value: Any, data: Mapping[Hashable, Any], key: Hashable) -> Any:
+        affine = _affine_of(value, data, key)
+        is_tensor = isinstance(value, Tensor)
+        arr = value.detach().cpu().numpy() if is_tensor else np.asarray(value)
+        channel = arr.ndim == 4 and arr.shape[0] == 1
+        vol_data = np.asarray(arr[0] if channel else arr, dtype=np.float32)
+        pred = self.synthesizer(Volume(vol_data, affine, header=None, path=name_path(key))).data
+        pred = pred[None] if channel else pred
+        if not is_tensor:
+            return pred
+        out = torch.as_tensor(pred, device=value.device)
+        if hasattr(value, "affine") and hasattr(value, "meta"):
+            from monai.data import MetaTensor
+
+            meta = dict(value.meta)
+            meta["affine"] = value.affine.clone()
+            return MetaTensor(out, meta=meta)
+        return out
+
+
+def name_path(key: Hashable) -> Path:
+    """A pseudo path naming the dictionary key in messages (e.g. NaN voxels in 't2w')."""
+    return Path(re.sub(r"[^\w.-]", "_", str(key)))
+
+
+__all__ = ["SynthesizeSequenced", "Synthesizer", "output_name", "plan_outputs",
+           "synthesize_path", "uncertainty_path"]
