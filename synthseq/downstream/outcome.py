@@ -1,0 +1,441 @@
+"""Outcome predictors (ambulation at discharge, AIS improvement) with SHAP explanations.
+
+Features are the cohort's clinical variables (:data:`CLINICAL_FEATURES`, encoded as numbers: sex M=1/F=0,
+neurological level C1..C8 -> 1..8, T1 -> 9, ..., admission AIS A..E -> 0..4), optionally plus image features:
+``"cohort"`` (the cohort's radiology columns), or features measured on the volumes (``"t2w"``, ``"stir"``,
+``"pseudostir"``; :mod:`synthseq.downstream.features`).
+
+Models: scikit-learn ``HistGradientBoostingClassifier`` (``"hgb"``) or an impute + standardize + logistic
+regression pipeline (``"logreg"``). Performance is estimated by stratified k-fold cross-validation (pooled
+out-of-fold probabilities: AUC with 95% bootstrap CI, Brier score, calibration curve), next to the van
+Middendorp rule (:mod:`synthseq.downstream.rules`) on the same subjects. The final model is fitted on all
+subjects and saved with its config (joblib) so it loads alone.
+
+SHAP values are computed in log-odds (the models' ``decision_function``): ``TreeExplainer`` for gradient
+boosting, ``LinearExplainer`` (interventional, background = training data) for logistic regression, so
+``base_value + sum(contributions) == decision_function(x)`` for every patient (checked by
+:func:`additivity_error`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import from_dict, to_dict
+from ..errors import ConfigError, InputError
+from ..utils import atomic_path, atomic_write_text
+from .dataset import OUTCOME_COLUMNS, check_labels, read_cohort, read_dataset_json
+from .features import FEATURE_NAMES, features_for_subjects
+from .rules import RULE_COLUMNS, van_middendorp_from_cohort, van_middendorp_probability
+from .sources import PseudoStirSource, Synth
+from .stats import auc, binary_report, bootstrap_ci, brier, calibration_bins, json_safe
+
+FORMAT = "synthseq-outcome"
+CLINICAL_FEATURES = ("age", "sex", "neuro_level", "ais_admission", "uems", "lems", *RULE_COLUMNS[1:],
+                     "days_to_rehab")
+COHORT_IMAGE_FEATURES = ("cord_lesion_length_mm", "cord_hemorrhage", "fracture", "plc_injury", "cord_edema",
+                         "prevertebral_edema", "disc_injury", "canal_compression")
+IMAGE_SOURCES = ("none", "cohort", "t2w", "stir", "pseudostir")
+MODELS = ("hgb", "logreg")
+_AIS = {c: i for i, c in enumerate("ABCDE")}
+
+
+@dataclass
+class OutcomeConfig:
+    """An outcome model: target, features, estimator and validation settings."""
+
+    data: str = "data/phantom"  #: phantom-layout folder, or a cohort CSV (image_features none/cohort)
+    out_dir: str = "runs/outcome"
+    target: str = "ambulation_discharge"  #: "ambulation_discharge" | "ais_improvement"
+    model: str = "hgb"  #: "hgb" (HistGradientBoosting) | "logreg"
+    image_features: str = "none"  #: "none" | "cohort" | "t2w" | "stir" | "pseudostir"
+    synthesis_checkpoint: str | None = None  #: for image_features "pseudostir"
+    pseudo_stir_dir: str | None = None
+    cv_folds: int = 5
+    n_boot: int = 1000
+    threshold: float = 0.5
+    calibration_bins: int = 5
+    hgb_max_iter: int = 150
+    hgb_learning_rate: float = 0.05
+    hgb_max_depth: int = 3
+    hgb_min_samples_leaf: int = 10
+    logreg_c: float = 1.0
+    explain_subjects: int = 3  #: per-patient SHAP plots written by fit
+    device: str = "auto"
+    seed: int = 0
+
+    def validate(self) -> OutcomeConfig:
+        check_labels([self.target], OUTCOME_COLUMNS, what="target")
+        if self.model not in MODELS:
+            raise ConfigError(f"model: unknown model {self.model!r} (use one of {', '.join(MODELS)})")
+        if self.image_features not in IMAGE_SOURCES:
+            raise ConfigError(f"image_features: unknown source {self.image_features!r} "
+                              f"(use one of {', '.join(IMAGE_SOURCES)})")
+        if self.cv_folds < 2:
+            raise ConfigError(f"cv_folds: must be at least 2, got {self.cv_folds}")
+        return self
+
+
+# ------------------------------------------------------------------------------------------------ features
+def _encode_level(values: list[str], path) -> np.ndarray:
+    out = []
+    for v in values:
+        v = v.upper()
+        region, num = v[:1], v[1:]
+        offset = {"C": 0, "T": 8, "L": 20, "S": 25}.get(region)
+        if offset is None or not num.isdigit():
+            raise InputError(f"{path}: neuro_level {v!r} is not a level like C5 or T1")
+        out.append(offset + int(num))
+    return np.asarray(out, dtype=np.float64)
+
+
+def clinical_matrix(cohort) -> np.ndarray:
+    """``(N, len(CLINICAL_FEATURES))`` numeric clinical features of a cohort."""
+    cohort.require(CLINICAL_FEATURES)
+    cols = []
+    for name in CLINICAL_FEATURES:
+        if name == "sex":
+            sex = cohort.text("sex")
+            if any(s.upper() not in ("M", "F") for s in sex):
+                raise InputError(f"{cohort.path}: column 'sex' must hold M or F")
+            cols.append(np.array([s.upper() == "M" for s in sex], dtype=np.float64))
+        elif name == "neuro_level":
+            cols.append(_encode_level(cohort.text(name), cohort.path))
+        elif name == "ais_admission":
+            ais = cohort.text(name)
+            if any(a.upper() not in _AIS for a in ais):
+                raise InputError(f"{cohort.path}: column 'ais_admission' must hold A, B, C, D or E")
+            cols.append(np.array([_AIS[a.upper()] for a in ais], dtype=np.float64))
+        else:
+            cols.append(cohort.numeric(name))
+    return np.stack(cols, axis=1)
+
+
+def design_matrix(cohort, image_features: str, root=None, pseudo: PseudoStirSource | None = None
+                  ) -> tuple[np.ndarray, list[str]]:
+    """Clinical (+ image) features ``(N, F)`` and their names."""
+    x = clinical_matrix(cohort)
+    names = list(CLINICAL_FEATURES)
+    if image_features == "cohort":
+        cohort.require(COHORT_IMAGE_FEATURES)
+        x = np.concatenate([x, np.stack([cohort.numeric(c) for c in COHORT_IMAGE_FEATURES], axis=1)], axis=1)
+        names += list(COHORT_IMAGE_FEATURES)
+    elif image_features in ("t2w", "stir", "pseudostir"):
+        if root is None or not Path(root).is_dir():
+            raise InputError(f"{root}: image features {image_features!r} need a phantom-layout folder with volumes")
+        feats = features_for_subjects(root, cohort.subjects, image_features, pseudo)
+        x = np.concatenate([x, feats], axis=1)
+        names += [f"img_{n}" for n in FEATURE_NAMES]
+    return x, names
+
+
+# -------------------------------------------------------------------------------------------------- models
+def make_estimator(cfg: OutcomeConfig):
+    """An unfitted scikit-learn classifier for ``cfg.model``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if cfg.model == "hgb":
+        return HistGradientBoostingClassifier(max_iter=cfg.hgb_max_iter, learning_rate=cfg.hgb_learning_rate,
+                                              max_depth=cfg.hgb_max_depth,
+                                              min_samples_leaf=cfg.hgb_min_samples_leaf, random_state=cfg.seed)
+    return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+                         LogisticRegression(C=cfg.logreg_c, max_iter=2000))
+
+
+@dataclass
+class OutcomeModel:
+    """A fitted outcome model with its config, feature names, training data (SHAP background) and metrics."""
+
+    cfg: OutcomeConfig
+    feature_names: list[str]
+    estimator: object
+    background: np.ndarray  #: ``(N, F)`` training features
+    metrics: dict
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Probability of the positive outcome ``(N,)``."""
+        return self.estimator.predict_proba(x)[:, 1]
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        """Log-odds ``(N,)``: the space SHAP contributions add up in."""
+        return self.estimator.decision_function(x)
+
+    def save(self, path: str | Path) -> Path:
+        import joblib
+
+        from .. import __version__
+
+        blob = {"format": FORMAT, "synthseq_version": __version__, "config": to_dict(self.cfg),
+                "feature_names": self.feature_names, "estimator": self.estimator, "background": self.background,
+                "metrics": self.metrics}
+        with atomic_path(path) as tmp:
+            joblib.dump(blob, tmp)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> OutcomeModel:
+        import joblib
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such model file")
+        try:
+            blob = joblib.load(path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
+            raise InputError(f"{path}: cannot read as an outcome model ({type(exc).__name__})") from None
+        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+            raise InputError(f"{path}: not a synthseq outcome model")
+        return cls(from_dict(OutcomeConfig, blob["config"]), blob["feature_names"], blob["estimator"],
+                   blob["background"], blob["metrics"])
+
+
+# ---------------------------------------------------------------------------------------------------- SHAP
+def shap_values(model: OutcomeModel, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """SHAP contributions ``(N, F)`` (log-odds) and the base value, for features ``x`` ``(N, F)``."""
+    import shap
+
+    est = model.estimator
+    if model.cfg.model == "hgb":
+        explainer = shap.TreeExplainer(est)
+        values = np.asarray(explainer.shap_values(x), dtype=np.float64)
+    else:
+        prep, lr = est[:-1], est[-1]
+        explainer = shap.LinearExplainer(lr, shap.maskers.Independent(prep.transform(model.background)))
+        values = np.asarray(explainer.shap_values(prep.transform(x)), dtype=np.float64)
+    if values.ndim == 3:  # some shap versions return one array per class
+        values = values[..., -1]
+    base = float(np.ravel(explainer.expected_value)[-1])
+    return values, base
+
+
+def additivity_error(model: OutcomeModel, x: np.ndarray) -> float:
+    """``max |base + sum(contributions) - decision_function(x)|`` over patients (should be ~1e-6 or less)."""
+    values, base = shap_values(model, x)
+    return float(np.max(np.abs(base + values.sum(axis=1) - model.decision_function(x))))
+
+
+def compare_with_truth(names: list[str], importance: np.ndarray, cohort, cohort_model: dict,
+                       target: str) -> dict | None:
+    """Rank agreement of fitted importances with the phantom generator's true outcome model.
+
+    The true importance of a cohort column is the standard deviation over subjects of its contribution to the
+    true log-odds, ``sum_terms beta_term * term(column)``: terms are the column itself or indicators derived
+    from it (``age_ge_65`` -> age; ``ais_B`` -> ais_admission). The fitted importance is ``importance``
+    (e.g. mean |SHAP|). Only features present in both (``img_`` prefix stripped) are compared.
+
+    Returns:
+        ``{"spearman", "top_k_overlap", "k", "features": [{name, fitted, true}]}`` (sorted by true importance),
+        or None when ``cohort_model`` has no coefficients for ``target`` or fewer than 3 features match.
+    """
+    from scipy.stats import spearmanr
+
+    coefs = true_coefficients(cohort_model, target)
+    if not coefs:
+        return None
+    contrib = _true_contributions(cohort, coefs)
+    rows = []
+    for j, name in enumerate(names):
+        key = name[4:] if name.startswith("img_") else name
+        if key in contrib:
+            rows.append({"name": name, "fitted": float(importance[j]), "true": float(np.std(contrib[key]))})
+    if len(rows) < 3:
+        return None
+    fitted = np.array([r["fitted"] for r in rows])
+    true = np.array([r["true"] for r in rows])
+    k = min(5, int((true > 0).sum()))
+    top_f = {rows[i]["name"] for i in np.argsort(-fitted)[:k]}
+    top_t = {rows[i]["name"] for i in np.argsort(-true)[:k]}
+    return {"spearman": float(spearmanr(fitted, true).statistic), "top_k_overlap": len(top_f & top_t) / max(k, 1),
+            "k": k, "features": sorted(rows, key=lambda r: -r["true"])}
+
+
+def true_coefficients(cohort_model: dict, target: str) -> dict[str, float]:
+    """``{term: coefficient}`` of ``target`` from dataset.json's ``cohort_model``
+    (``{"coefficients": {target: {...}}}``, or ``{target: {"coefficients": {...}}}``); {} if absent."""
+    if not isinstance(cohort_model, dict):
+        return {}
+    node = cohort_model.get("coefficients", {})
+    node = node.get(target) if isinstance(node, dict) else None
+    if node is None and isinstance(cohort_model.get(target), dict):
+        node = cohort_model[target].get("coefficients", cohort_model[target])
+    if not isinstance(node, dict):
+        return {}
+    return {k: float(v) for k, v in node.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and k not in ("intercept", "bias")}
+
+
+def _true_contributions(cohort, coefs: dict[str, float]) -> dict[str, np.ndarray]:
+    """Per cohort column, its summed contribution ``(N,)`` to the true log-odds (unknown terms are skipped)."""
+    out: dict[str, np.ndarray] = {}
+    for term, beta in coefs.items():
+        ge = re.fullmatch(r"(\w+)_ge_([\d.]+)", term)
+        ais = re.fullmatch(r"ais_([A-E])", term)
+        if ge and ge.group(1) in cohort.columns:
+            col, value = ge.group(1), (cohort.numeric(ge.group(1)) >= float(ge.group(2))).astype(float)
+        elif ais and "ais_admission" in cohort.columns:
+            col = "ais_admission"
+            value = np.array([a.upper() == ais.group(1) for a in cohort.text(col)], dtype=float)
+        elif term in cohort.columns:
+            try:
+                col, value = term, cohort.numeric(term)
+            except InputError:  # a text column the record uses through derived indicators only
+                continue
+        else:
+            continue
+        out[col] = out.get(col, 0.0) + beta * np.nan_to_num(value)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- fit / CV
+def cross_validated_probabilities(cfg: OutcomeConfig, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Out-of-fold probabilities ``(N,)`` from stratified k-fold CV (k reduced to the minority count if needed)."""
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    minority = int(min(y.sum(), len(y) - y.sum()))
+    if minority < 2:
+        raise InputError(f"{cfg.data}: target {cfg.target!r} needs at least 2 subjects of each class, "
+                         f"got {int(y.sum())} positive of {len(y)}")
+    folds = StratifiedKFold(n_splits=min(cfg.cv_folds, minority), shuffle=True, random_state=cfg.seed)
+    oof = np.zeros(len(y))
+    for tr, te in folds.split(x, y):
+        est = clone(make_estimator(cfg)).fit(x[tr], y[tr])
+        oof[te] = est.predict_proba(x[te])[:, 1]
+    return oof
+
+
+def load_design(cfg: OutcomeConfig, cohort, synthesizer: Synth | None = None, cache_dir=None):
+    """Design matrix of ``cohort`` for ``cfg`` (builds the pseudo-STIR source when needed)."""
+    pseudo = None
+    if cfg.image_features == "pseudostir":
+        pseudo = PseudoStirSource.create(cfg.synthesis_checkpoint, cfg.pseudo_stir_dir, synthesizer,
+                                         cache_dir=cache_dir, device=cfg.device)
+        if pseudo is None:
+            raise ConfigError("image_features 'pseudostir' needs synthesis_checkpoint or pseudo_stir_dir")
+    root = Path(cfg.data) if Path(cfg.data).is_dir() else None
+    return design_matrix(cohort, cfg.image_features, root, pseudo)
+
+
+def fit_outcome(cfg: OutcomeConfig, synthesizer: Synth | None = None) -> dict:
+    """Cross-validate, fit on all subjects, explain, and write ``cfg.out_dir``.
+
+    Writes ``model.joblib`` (loads alone), ``metrics.json`` (CV AUC with CI, Brier, calibration, van Middendorp
+    baseline, SHAP additivity error, agreement with the generator's true coefficients when known),
+    ``calibration.png``, ``shap_summary.png``, ``shap_values.csv`` and ``shap_<subject>.png``.
+    """
+    from .plots import calibration_plot
+
+    cfg.validate()
+    out = Path(cfg.out_dir)
+    cohort = read_cohort(cfg.data)
+    cohort.require([cfg.target])
+    y = cohort.flag(cfg.target)
+    x, names = load_design(cfg, cohort, synthesizer, cache_dir=out / "pseudo_stir")
+    oof = cross_validated_probabilities(cfg, x, y)
+    report = binary_report(y, oof, cfg.threshold, cfg.n_boot, cfg.seed)
+    curves = {f"{cfg.model} ({cfg.image_features})": calibration_bins(y, oof, cfg.calibration_bins)}
+    metrics: dict = {"target": cfg.target, "model": cfg.model, "image_features": cfg.image_features,
+                     "n": len(y), "n_positive": int(y.sum()), "cv": report, "calibration": curves}
+    score = van_middendorp_from_cohort(cohort)
+    vm_p = van_middendorp_probability(score)
+    lo, hi = bootstrap_ci(auc, y, score, cfg.n_boot, cfg.seed)
+    metrics["van_middendorp"] = {"auc": auc(y, score), "auc_ci_low": lo, "auc_ci_high": hi, "brier": brier(y, vm_p)}
+    curves["van Middendorp"] = calibration_bins(y, vm_p, cfg.calibration_bins)
+
+    model = OutcomeModel(cfg, names, make_estimator(cfg).fit(x, y), x, {})
+    values, base = shap_values(model, x)
+    metrics["shap"] = {"base_value": base,
+                       "additivity_max_error": float(np.max(np.abs(base + values.sum(1) - model.decision_function(x)))),
+                       "mean_abs": dict(zip(names, np.abs(values).mean(0).round(6).tolist()))}
+    record = read_dataset_json(cfg.data).get("cohort_model", {}) if Path(cfg.data).is_dir() else {}
+    truth = compare_with_truth(names, np.abs(values).mean(0), cohort, record, cfg.target)
+    if truth is not None:
+        metrics["truth_comparison"] = truth
+    model.metrics = metrics
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.joblib")
+    from ..config import save_config
+
+    save_config(cfg, out / "config.yaml")
+    calibration_plot(curves, out / "calibration.png", f"{cfg.target}: {len(y)} subjects, {cfg.cv_folds}-fold CV")
+    _write_explanations(model, x, cohort.subjects, values, base, out, cfg.explain_subjects)
+    atomic_write_text(out / "metrics.json", json.dumps(json_safe(metrics), indent=2))
+    return metrics
+
+
+def _write_explanations(model: OutcomeModel, x, subjects, values, base, out: Path, n_patients: int,
+                        only=None) -> list[Path]:
+    from .plots import shap_patient_plot, shap_summary_plot
+
+    paths = [shap_summary_plot(values, x, model.feature_names, out / "shap_summary.png")]
+    with atomic_path(out / "shap_values.csv") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["subject", "base_value", "log_odds", *model.feature_names])
+        logit = model.decision_function(x)
+        for i, s in enumerate(subjects):
+            w.writerow([s, f"{base:.6f}", f"{logit[i]:.6f}", *(f"{v:.6f}" for v in values[i])])
+    chosen = list(only) if only else list(subjects[:n_patients])
+    index = {s: i for i, s in enumerate(subjects)}
+    for s in chosen:
+        i = index[s]
+        p = model.predict_proba(x[i: i + 1])[0]
+        paths.append(shap_patient_plot(values[i], base, x[i], model.feature_names,
+                                       f"{s}: P({model.cfg.target}) = {p:.2f}", out / f"shap_{s}.png"))
+        contributions = dict(zip(model.feature_names, values[i].round(6).tolist()))
+        atomic_write_text(out / f"shap_{s}.json", json.dumps(
+            {"subject": s, "target": model.cfg.target, "probability": float(p), "base_value": base,
+             "log_odds": float(model.decision_function(x[i: i + 1])[0]), "contributions": contributions}, indent=2))
+    return paths
+
+
+def _model_design(model: OutcomeModel, data, checkpoint=None, synthesizer: Synth | None = None,
+                  subjects=None):
+    cohort = read_cohort(data)
+    if subjects:
+        cohort = cohort.subset(subjects)
+    cfg = model.cfg
+    pseudo_cfg = OutcomeConfig(**{**to_dict(cfg), "data": str(data),
+                                  "synthesis_checkpoint": str(checkpoint) if checkpoint else cfg.synthesis_checkpoint})
+    x, names = load_design(pseudo_cfg, cohort, synthesizer)
+    if names != model.feature_names:
+        raise InputError(f"{data}: features {names} do not match the model's {model.feature_names}")
+    return cohort, x
+
+
+def predict_outcome(model_path, data, out, checkpoint=None, synthesizer: Synth | None = None) -> Path:
+    """Probabilities of the model's target for every cohort subject of ``data`` -> CSV ``out``."""
+    model = OutcomeModel.load(model_path)
+    cohort, x = _model_design(model, data, checkpoint, synthesizer)
+    p = model.predict_proba(x)
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["subject", f"prob_{model.cfg.target}", f"pred_{model.cfg.target}"])
+        for s, pi in zip(cohort.subjects, p):
+            w.writerow([s, f"{pi:.6f}", int(pi >= model.cfg.threshold)])
+    return Path(out)
+
+
+def explain_outcome(model_path, data, out_dir, subjects=None, checkpoint=None,
+                    synthesizer: Synth | None = None) -> dict:
+    """SHAP summary plot + values for all cohort subjects of ``data``, and a per-patient plot/JSON for ``subjects``
+    (default: the first three). Returns ``{"additivity_max_error", "files"}``."""
+    model = OutcomeModel.load(model_path)
+    cohort, x = _model_design(model, data, checkpoint, synthesizer)
+    if subjects:
+        cohort.subset(subjects)  # raises for unknown subjects
+    values, base = shap_values(model, x)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = _write_explanations(model, x, cohort.subjects, values, base, out, 3, only=subjects)
+    err = float(np.max(np.abs(base + values.sum(1) - model.decision_function(x))))
+    return {"additivity_max_error": err, "files": [str(f) for f in files]}
