@@ -409,6 +409,10 @@ def lesion_cnr(image: np.ndarray, lesion_mask: np.ndarray, ref_mask: np.ndarray,
     return float((img[lm].mean() - img[rm].mean()) / sd)
 
 
+#: Smallest |relative contrast| of a lesion in the real STIR for which a recovery ratio is reported (10 %).
+MIN_TARGET_CONTRAST = 0.1
+
+
 def contrast_recovery(pred: np.ndarray, target: np.ndarray, lesions: np.ndarray,
                       reference: Mapping[str, np.ndarray], offset: float = 1.0) -> dict[str, float]:
     """Per lesion class: ``contrast(pred) / contrast(target)`` (see the module docstring).
@@ -420,7 +424,8 @@ def contrast_recovery(pred: np.ndarray, target: np.ndarray, lesions: np.ndarray,
 
     Returns:
         ``{lesion_class_name: recovery}`` for classes present in both ``lesions`` and ``reference``; NaN where the
-        real contrast is ~0 (|contrast| < 1e-3: nothing to recover).
+        real STIR shows no contrast worth recovering (|contrast| < ``MIN_TARGET_CONTRAST``): a ratio over a
+        near-zero denominator (e.g. a hemangioma, iso-intense on STIR) says nothing and would dominate means.
     """
     lesions = np.asarray(lesions)
     out: dict[str, float] = {}
@@ -430,7 +435,7 @@ def contrast_recovery(pred: np.ndarray, target: np.ndarray, lesions: np.ndarray,
             continue
         c_pred = tissue_contrast(pred, lm, ref, offset)
         c_true = tissue_contrast(target, lm, ref, offset)
-        out[name] = c_pred / c_true if np.isfinite(c_true) and abs(c_true) >= 1e-3 else float("nan")
+        out[name] = c_pred / c_true if np.isfinite(c_true) and abs(c_true) >= MIN_TARGET_CONTRAST else float("nan")
     return out
 
 

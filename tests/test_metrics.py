@@ -220,3 +220,18 @@ def test_lpips_masks_outside_and_repeats_channels(monkeypatch, pair):
     for img in (seen["a"], seen["b"]):
         assert (img[..., ~inside] == -1).all()
     assert torch.equal(seen["a"][0, 0][inside].view(16, 32), pred[0, 0, :16])
+
+
+def test_contrast_recovery_is_nan_without_real_contrast():
+    """A lesion iso-intense on the real STIR (e.g. a hemangioma) has no contrast to recover: NaN, not a huge ratio."""
+    target = np.zeros((4, 8, 8), np.float32)
+    lesions = np.zeros((4, 8, 8), np.uint8)
+    lesions[:, 2:4, 2:4] = M.LESION_CODES["hemangioma"]
+    ref = np.zeros((4, 8, 8), bool)
+    ref[:, 5:7, 5:7] = True
+    target[lesions > 0] = 0.02  # 2 % relative contrast after the +1 offset: below MIN_TARGET_CONTRAST
+    pred = target.copy()
+    pred[lesions > 0] = 0.5
+    assert np.isnan(M.contrast_recovery(pred, target, lesions, {"hemangioma": ref})["hemangioma"])
+    target[lesions > 0] = 0.5  # 50 % contrast: a ratio is meaningful again
+    assert M.contrast_recovery(pred, target, lesions, {"hemangioma": ref})["hemangioma"] == pytest.approx(1.0)
