@@ -146,7 +146,7 @@ def _datasets_kwargs(cfg: Config) -> dict[str, Any]:
     d = cfg.data
     return dict(input_keys=list(d.input_keys), target_key=d.target_key, image_size=d.image_size,
                 pixel_spacing_mm=d.pixel_spacing_mm, context_slices=d.context_slices, norm=d.norm,
-                norm_percentiles=list(d.norm_percentiles), min_foreground=d.min_foreground, register=d.register)
+                norm_percentiles=list(d.norm_percentiles), min_foreground=d.min_foreground)
 
 
 def train_dataset(cfg: Config, subjects: list[Any]) -> Any:
@@ -155,8 +155,8 @@ def train_dataset(cfg: Config, subjects: list[Any]) -> Any:
     from ..data.datasets import PairedSliceDataset, UnpairedSliceDataset
 
     kw = dict(_datasets_kwargs(cfg), augment=cfg.data.augment, seed=cfg.train.seed)
-    if cfg.data.paired:
-        return PairedSliceDataset(subjects, **kw)
+    if cfg.data.paired:  # registration refines a pair's alignment: it has no meaning for unpaired pools
+        return PairedSliceDataset(subjects, register=cfg.data.register, **kw)
     return UnpairedSliceDataset(subjects, subjects, **kw)
 
 
@@ -168,7 +168,7 @@ def validation_batches(cfg: Config, subjects: list[Any], batch_size: int = 16
 
     if not subjects:
         return [], None
-    ds = PairedSliceDataset(subjects, **_datasets_kwargs(cfg), augment=False)
+    ds = PairedSliceDataset(subjects, **_datasets_kwargs(cfg), augment=False, register=cfg.data.register)
     batches = []
     for st in ds.stacks:
         keep = st.keep(cfg.data.min_foreground)
