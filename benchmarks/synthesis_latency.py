@@ -94,7 +94,7 @@ def model_throughput(synth, size: int, batch: int, device: str, windows: int, ca
 
     @torch.inference_mode()
     def step() -> None:
-        synth._forward(x)  # the exact call synthesis makes per batch (after resampling and padding)
+        synth.forward_batch(x)  # the exact call synthesis makes per batch (after resampling and padding)
 
     r = median_rate(step, batch, device=device, warmup=2, windows=windows, calls_per_window=calls)
     return {"size": size, "batch": batch, "slices_per_s": r["items_per_s"], "ms_per_batch": r["ms_per_call"],

@@ -96,25 +96,13 @@ def make_config(kind: str, data_root: Path, run_dir: Path, device: str, plan: Pl
 
 def build_trainer(cfg):
     """A single-process :class:`Trainer` for ``cfg``, set up the way ``synthseq.training.run`` sets it up."""
-    import torch
-
-    from synthseq.config import to_dict
-    from synthseq.models import build_gan
     from synthseq.training import Trainer
-    from synthseq.training.checkpoint import in_channels_of
-    from synthseq.training.data import build_run_data
     from synthseq.training.distributed import DistInfo
-    from synthseq.utils import resolve_device, seed_everything
+    from synthseq.utils import resolve_device
 
-    info, device = DistInfo(), resolve_device(cfg.train.device)
-    seed_everything(cfg.train.seed)
-    model = build_gan(cfg.model, cfg.loss, in_channels_of(to_dict(cfg)))
-    if hasattr(model, "seed_pools"):
-        model.seed_pools(cfg.train.seed)
     run_dir = Path(cfg.train.out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    data = build_run_data(cfg, torch.device(device), info, run_dir, resume=False)
-    return Trainer(cfg, model, data, device, info, run_dir)
+    return Trainer.from_config(cfg, resolve_device(cfg.train.device), DistInfo(), run_dir)
 
 
 class FixedBatch:
@@ -136,7 +124,7 @@ def describe(trainer) -> dict:
 def time_synthseq(trainer, per_step: int, device: str, plan: Plan) -> dict:
     """The full step, the step fed one fixed resident batch, and the batch source alone, timed round-robin."""
     real = trainer.data
-    fixed = dataclasses.replace(real, train=FixedBatch(trainer._to_device(real.train.batch(0, 0))))
+    fixed = dataclasses.replace(real, train=FixedBatch(trainer.to_device(real.train.batch(0, 0))))
     step = [0]
 
     def with_data() -> None:
@@ -148,7 +136,7 @@ def time_synthseq(trainer, per_step: int, device: str, plan: Plan) -> dict:
         trainer.train_step()
 
     def data_only() -> None:  # the batch source as the Trainer calls it (draw, then move / memory format)
-        trainer._to_device(real.train.batch(step[0], 0))
+        trainer.to_device(real.train.batch(step[0], 0))
         step[0] += 1
 
     r = interleaved_rates({"full": (with_data, per_step), "bare": (without_data, per_step),

@@ -214,7 +214,8 @@ class Synthesizer:
         th, tw = self.pixel_spacing_mm
         return max(1, round(size[0] * dh / th)), max(1, round(size[1] * dw / tw))
 
-    def _forward(self, x: Tensor) -> Tensor:
+    def forward_batch(self, x: Tensor) -> Tensor:
+        """One generator pass: ``(B, C_in, H, W)`` in [-1, 1] on the device -> ``(B, 1, H, W)`` float32 (bf16 on CUDA)."""
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -232,7 +233,7 @@ class Synthesizer:
         x = F.pad(x, (margin, pw, margin, ph), mode="replicate")
         if shift != (0, 0):
             x = torch.roll(x, shifts=shift, dims=(-2, -1))
-        y = self._forward(x)
+        y = self.forward_batch(x)
         if shift != (0, 0):
             y = torch.roll(y, shifts=(-shift[0], -shift[1]), dims=(-2, -1))
         y = y[:, :1, margin:margin + hh, margin:margin + ww]

@@ -99,6 +99,20 @@ class Trainer:
                 setattr(model, n, torch.compile(getattr(model, n)))
 
     # ------------------------------------------------------------------------------------------- helpers
+    @classmethod
+    def from_config(cls, cfg: Config, device: torch.device, info: ddp.DistInfo, run_dir: Path,
+                    resume: bool = False) -> Trainer:
+        """Build the GAN (identical initial weights on every rank), per-rank random streams and the run's data."""
+        from ..models import build_gan
+
+        seed_everything(cfg.train.seed)
+        model = build_gan(cfg.model, cfg.loss, in_channels_of(to_dict(cfg)))
+        seed_everything(cfg.train.seed + info.rank)  # per-rank streams from here on
+        if hasattr(model, "seed_pools"):  # CycleGAN: each rank's image pools draw their own choices
+            model.seed_pools(cfg.train.seed + 2 * info.rank)
+        data = build_run_data(cfg, device, info, run_dir, resume=resume)
+        return cls(cfg, model, data, device, info, run_dir)
+
     @contextlib.contextmanager
     def unwrapped(self) -> Iterator[nn.Module]:
         """The model with its plain networks (no DDP / compile wrappers) for saving and validation."""
@@ -114,7 +128,7 @@ class Trainer:
     def autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp)
 
-    def _to_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def to_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         out = {}
         for k, v in batch.items():
             v = v.to(self.device, non_blocking=True)
@@ -136,7 +150,7 @@ class Trainer:
         fakes: dict[str, Tensor] = {}
         for micro in range(accum):
             last = micro == accum - 1
-            batch = self._to_device(self.data.train.batch(self.step, micro))
+            batch = self.to_device(self.data.train.batch(self.step, micro))
             model.set_discriminators_trainable(False)
             with ddp.no_sync(d_nets), ddp.no_sync(g_nets, active=not last):
                 with self.autocast():
@@ -248,15 +262,7 @@ def _run(cfg: Config, info: ddp.DistInfo, device: torch.device) -> Path:
         _check_resume_compatible(ckpt, cfg, last)
     ddp.barrier(info)  # no rank may see rank 0's files of this run before deciding the above
 
-    from ..models import build_gan
-
-    seed_everything(t.seed)  # identical initial weights on every rank
-    model = build_gan(cfg.model, cfg.loss, in_channels_of(to_dict(cfg)))
-    seed_everything(t.seed + info.rank)  # per-rank streams from here on
-    if hasattr(model, "seed_pools"):  # CycleGAN: each rank's image pools draw their own choices
-        model.seed_pools(t.seed + 2 * info.rank)
-    data = build_run_data(cfg, device, info, run_dir, resume=ckpt is not None)
-    trainer = Trainer(cfg, model, data, device, info, run_dir)
+    trainer = Trainer.from_config(cfg, device, info, run_dir, resume=ckpt is not None)
     if ckpt is not None:
         trainer.load_state(ckpt)
         del ckpt
