@@ -60,7 +60,7 @@ def run_demo(out: str | Path = "demo_out", device: str = "auto", seed: int = 0, 
     if plan.steps is not None:
         overrides.append(f"train.steps={plan.steps}")
     cfg = load_config(cfg_path, overrides)
-    print(f"[2/4] training pix2pix for {cfg.train.steps} steps on {dev} ({cfg_path.name})")
+    print(f"[2/4] training {cfg.model.kind} for {cfg.train.steps} steps on {dev} ({cfg_path.name})")
     run_dir = Path(run(cfg))
 
     splits = json.loads((run_dir / "splits.json").read_text())
