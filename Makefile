@@ -1,6 +1,7 @@
 # Two commands that work on a fresh machine: `make demo` and `make test`.
 # Each creates .venv if absent and installs synthseq (editable, with [dev]) before running.
 PYTHON ?= python3
+DEMO_OUT ?= demo_out/$(shell date +%Y%m%d-%H%M%S)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/synthseq demo --out demo_out
+	$(VENV)/bin/synthseq demo --out $(DEMO_OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
