@@ -38,3 +38,28 @@ def tiny_batch():
         return {"A": a, "B": b, "mask": torch.ones(batch, 1, size, size)}
 
     return make
+
+
+@pytest.fixture
+def adam_steps():
+    """``run(model, batch, steps, lr=1e-3)``: alternating G / D Adam steps as the training loop orders them;
+    returns the G loss terms of each step."""
+    return _adam_steps
+
+
+def _adam_steps(model, batch: dict[str, torch.Tensor], steps: int, lr: float = 1e-3) -> list[dict[str, torch.Tensor]]:
+    opt_g = torch.optim.Adam(model.generator_parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(model.discriminator_parameters(), lr=lr, betas=(0.5, 0.999))
+    history = []
+    for _ in range(steps):
+        model.set_discriminators_trainable(False)
+        opt_g.zero_grad()
+        loss, terms, fakes = model.generator_loss(batch)
+        loss.backward()
+        opt_g.step()
+        model.set_discriminators_trainable(True)
+        opt_d.zero_grad()
+        model.discriminator_loss(batch, fakes)[0].backward()
+        opt_d.step()
+        history.append(terms)
+    return history

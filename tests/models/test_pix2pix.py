@@ -77,24 +77,9 @@ def test_optional_ssim_and_perceptual_terms(tiny_batch, make_model, monkeypatch)
     assert "perceptual" not in "".join(model.state_dict())
 
 
-def test_a_few_adam_steps_reduce_l1(tiny_batch, make_model):
+def test_a_few_adam_steps_reduce_l1(tiny_batch, make_model, adam_steps):
     model = make_model()
-    batch = tiny_batch()
-    opt_g = torch.optim.Adam(model.generator_parameters(), lr=1e-3, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(model.discriminator_parameters(), lr=1e-3, betas=(0.5, 0.999))
-    l1 = []
-    for _ in range(15):
-        model.set_discriminators_trainable(False)
-        opt_g.zero_grad()
-        loss, terms, fakes = model.generator_loss(batch)
-        loss.backward()
-        opt_g.step()
-        model.set_discriminators_trainable(True)
-        opt_d.zero_grad()
-        d_loss, _ = model.discriminator_loss(batch, fakes)
-        d_loss.backward()
-        opt_d.step()
-        l1.append(terms["G_l1"].item())
+    l1 = [terms["G_l1"].item() for terms in adam_steps(model, tiny_batch(), steps=15)]
     assert all(torch.isfinite(torch.tensor(l1)))
     assert sum(l1[-3:]) / 3 < 0.75 * l1[0]  # measured: about 0.49
 
