@@ -5,7 +5,8 @@
 * ``metrics.csv``: one row per subject and method (``pseudo_stir`` and, when T2w inputs are given, the baselines of
   :mod:`synthseq.baselines`): ``mae``, ``psnr`` (dB), ``ssim`` (masked), ``lpips`` (NaN when unavailable, with
   ``lpips_available``), and per lesion class ``cr_<class>`` (contrast recovery), ``cnr_<class>`` (lesion CNR in the
-  method's image) and ``cnr_target_<class>`` (in real STIR);
+  method's image) and ``cnr_target_<class>`` (in real STIR) and, when the T2w is given, ``cnr_input_<class>`` (in the T2w: a lesion
+  iso-intense on T2w, such as edema in fatty marrow, cannot be recovered by any T2w-only mapping);
 * ``summary.json``: per method and metric the mean over subjects with a seeded 95 % percentile bootstrap CI
   (subjects resampled with replacement), plus the conventions used;
 * ``report.html`` with ``montages/<subject>.png``: T2w | pseudo-STIR | STIR | |difference| | uncertainty (when an
@@ -158,6 +159,11 @@ def _image_row(pred: Volume, s: SubjectData, body: np.ndarray, view: SagittalVie
             row[f"cr_{name}"] = v["recovery"]
             row[f"cnr_{name}"] = v["cnr_pred"]
             row[f"cnr_target_{name}"] = v["cnr_target"]
+        if s.t2w is not None:
+            # how visible each lesion already is on the INPUT: a T2w-only mapping cannot recover what is not there
+            t2w_n = normalize(s.t2w.data, "percentile", M.METRIC_PERCENTILES, body, name=s.t2w.name)[0]
+            for name, v in M.lesion_metrics(t2w_n, t2w_n, s.labels, s.lesions, slice_axis).items():
+                row[f"cnr_input_{name}"] = v["cnr_target"]
     return row
 
 

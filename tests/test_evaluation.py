@@ -116,6 +116,8 @@ def test_writes_three_outputs_with_baselines_in_the_same_table(evaluated):
         assert (model["mae"] < base["mae"]).all()
     assert model["ssim"].between(0.5, 1.0).all() and model["psnr"].gt(15).all()
     assert model["cr_marrow_edema"].between(0.8, 1.2).all()
+    # the lesion (950) is bright against marrow (500) on this scene's T2w too: visible on the input
+    assert table["cnr_input_marrow_edema"].gt(2).all()
 
 
 def test_summary_has_seeded_bootstrap_cis(evaluated):
