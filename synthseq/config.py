@@ -50,6 +50,7 @@ class DataConfig:
     split_seed: int = 0
     min_foreground: float = 0.05  #: slices with a smaller body fraction are not sampled
     register: bool = False  #: rigidly register each target onto its input grid (NCC) after affine resampling
+    lesion_key: str | None = None  #: e.g. "lesions": per-subject lesion map (code > 0 = lesion) for loss.lambda_lesion
     augment: bool = True
     gpu_resident: bool | None = None  #: slice bank resident on the training device (None/true); false: DataLoader
     num_workers: int = 0
@@ -73,6 +74,7 @@ class LossConfig:
     gan_mode: str = "auto"  #: "vanilla" | "lsgan" | "hinge" | "auto" (vanilla for pix2pix, lsgan for cyclegan)
     lambda_l1: float = 100.0
     lambda_ssim: float = 0.0
+    lambda_lesion: float = 0.0  #: pix2pix: extra L1 averaged over lesion pixels only (needs data.lesion_key)
     lambda_perceptual: float = 0.0
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5

@@ -112,6 +112,8 @@ class SliceStack:
         norm: NormParams per sequence key.
         alignment: :func:`~synthseq.data.registration.align_pair` report per non-reference key.
         view: the SagittalView of the reference grid (slices -> volume with ``view.from_slices``).
+        lesion: ``(S, 1, H, W)`` float32 lesion mask {0, 1} (any lesion code > 0) when a lesion map was asked
+            for, else None.
     """
 
     subject: str
@@ -125,6 +127,7 @@ class SliceStack:
     norm: dict[str, NormParams] = field(default_factory=dict)
     alignment: dict[str, dict] = field(default_factory=dict)
     view: SagittalView | None = None
+    lesion: np.ndarray | None = None
 
     def keep(self, min_foreground: float) -> np.ndarray:
         """Indices of the slices whose body fraction is at least ``min_foreground``."""
@@ -153,6 +156,7 @@ def prepare_subject(
     register: bool = False,
     norm_mask: str = "auto",
     with_inputs: bool = True,
+    lesion_key: str | None = None,
 ) -> SliceStack:
     """Load, align, normalize and slice one subject (see the module docstring).
 
@@ -167,6 +171,8 @@ def prepare_subject(
         register: rigidly register non-reference sequences onto the reference after resampling.
         norm_mask: ``"auto"`` (labels if present, else intensity), ``"labels"``, ``"intensity"`` or ``"none"``.
         with_inputs: False builds a target-only stack (the target is then the reference; unpaired pools).
+        lesion_key: sequence key of a lesion map (e.g. ``"lesions"``) to slice as :attr:`SliceStack.lesion`;
+            the subject must have it (InputError otherwise: an absent map must not read as "no lesion").
     """
     if norm_mask not in NORM_MASKS:
         raise ValueError(f"norm_mask must be one of {NORM_MASKS}, got {norm_mask!r}")
@@ -214,6 +220,12 @@ def prepare_subject(
         sl, pad = prepared(target_key, clip=True)
         b, pad_b = np.ascontiguousarray(sl)[:, None], np.asarray([pad], np.float32)
     mask = np.ascontiguousarray(view.to_slices(body))[:, None].astype(np.float32)
+    lesion = None
+    if lesion_key is not None:
+        lvol = load_volume(subject.path(lesion_key), allow_zero=True)
+        if not same_grid(lvol, ref):
+            lvol = resample_to(lvol, ref, order=0)
+        lesion = np.ascontiguousarray(view.to_slices(lvol.data > 0))[:, None].astype(np.float32)
 
     dh, dw = view.inplane_spacing(ref.spacing)
     if pixel_spacing_mm is not None:
@@ -223,13 +235,14 @@ def prepare_subject(
             a = _resize_slices(a, size, False) if a is not None else None
             b = _resize_slices(b, size, False) if b is not None else None
             mask = _resize_slices(mask, size, True)
+            lesion = _resize_slices(lesion, size, True) if lesion is not None else None
         dh = dw = float(pixel_spacing_mm)
     return SliceStack(
         subject=subject.id, A=None if a is None else np.ascontiguousarray(a, np.float32),
         B=None if b is None else np.ascontiguousarray(b, np.float32), mask=mask,
         foreground=mask.mean(axis=(1, 2, 3)), pad_A=pad_a if pad_a is not None else np.zeros(0, np.float32),
         pad_B=pad_b if pad_b is not None else np.zeros(0, np.float32), spacing=(float(dh), float(dw)),
-        norm=norms, alignment=alignment, view=view,
+        norm=norms, alignment=alignment, view=view, lesion=lesion,
     )
 
 
@@ -324,7 +337,8 @@ class PairedSliceDataset(_SliceDatasetBase):
 
     Items: ``{"A": (C_in, H, W) float32 ~[-1, 1], "B": (1, H, W) float32 [-1, 1], "mask": (1, H, W) float {0, 1},
     "subject": str, "slice": int}`` with ``H = W = image_size``, ``C_in = context_slices * len(input_keys)`` and
-    ``slice`` the canonical sagittal index (right -> left). See the module docstring for the preparation.
+    ``slice`` the canonical sagittal index (right -> left); with ``lesion_key`` also ``"lesion": (1, H, W)``
+    float {0, 1}, moved with A, B and mask. See the module docstring for the preparation.
 
     Raises:
         InputError: no subjects, or no slice with enough body (naming the subjects); file problems name the file.
@@ -349,11 +363,12 @@ class PairedSliceDataset(_SliceDatasetBase):
         register: bool = False,
         norm_mask: str = "auto",
         augment_settings: AugmentSettings | None = None,
+        lesion_key: str | None = None,
     ) -> None:
         super().__init__(image_size, min_foreground, augment, seed, augment_settings)
         self.input_keys, self.target_key, self.context_slices = list(input_keys), target_key, context_slices
         kw = dict(context_slices=context_slices, norm=norm, norm_percentiles=norm_percentiles,
-                  pixel_spacing_mm=pixel_spacing_mm, register=register, norm_mask=norm_mask)
+                  pixel_spacing_mm=pixel_spacing_mm, register=register, norm_mask=norm_mask, lesion_key=lesion_key)
         self.stacks = [prepare_subject(s, self.input_keys, target_key, **kw) for s in subjects]
         self.index = self._index(self.stacks, min_foreground)
         self._check(self.index, self.stacks, "paired dataset", min_foreground)
@@ -380,11 +395,15 @@ class PairedSliceDataset(_SliceDatasetBase):
         si, sj = self.index[i]
         st = self.stacks[si]
         rng = self._rng(i)
-        a, b, m = self._crop([(st.A[sj], st.pad_A), (st.B[sj], st.pad_B), (st.mask[sj], 0.0)], rng)
-        item = {"A": a, "B": b, "mask": m, "subject": st.subject, "slice": sj}
+        arrays = [(st.A[sj], st.pad_A), (st.B[sj], st.pad_B), (st.mask[sj], 0.0)]
+        keys = ["A", "B", "mask"]
+        if st.lesion is not None:
+            arrays.append((st.lesion[sj], 0.0))
+            keys.append("lesion")
+        item = dict(zip(keys, self._crop(arrays, rng)), subject=st.subject, slice=sj)
         if self.augment:
-            aug = self._augmentation("_aug", ("A", "B", "mask"), ("A",))
-            item = augment_item(aug, item, int(rng.integers(2**32)), ("A", "B", "mask"))
+            aug = self._augmentation("_aug", tuple(keys), ("A",))  # every stack has a lesion map or none does
+            item = augment_item(aug, item, int(rng.integers(2**32)), keys)
         return item
 
 

@@ -89,7 +89,8 @@ class GPUSliceBank:
 
     Build with :meth:`from_dataset` or :meth:`from_subjects`. Batches are dicts ``{"A": (B, C_in, S, S),
     "B": (B, 1, S, S), "mask": (B, 1, S, S)}`` float32 on the bank's device with ``S = image_size``, A and B in
-    model space (~[-1, 1]), mask in {0, 1}.
+    model space (~[-1, 1]), mask in {0, 1}. A paired bank built from stacks with lesion maps also gives
+    ``"lesion": (B, 1, S, S)`` in {0, 1} (stored as a second ``mask`` channel, so it moves with the pair).
     """
 
     def __init__(
@@ -180,6 +181,8 @@ class GPUSliceBank:
         wc = max(size, max(w for _, w in sizes))
         a, boxes_a = _canvas(ds.stacks_a, index_a, "A", "pad_A", hc, wc, dtype)
         mask, _ = _canvas(ds.stacks_a, index_a, "mask", None, hc, wc, dtype)
+        if ds.paired and ds.stacks_a[index_a[0][0]].lesion is not None:
+            mask = torch.cat([mask, _canvas(ds.stacks_a, index_a, "lesion", None, hc, wc, dtype)[0]], 1)
         b, boxes_b = _canvas(ds.stacks_b, index_b, "B", "pad_B", hc, wc, dtype)
         return cls(a, mask, b, boxes_a, boxes_b, size, ds.paired,
                    augment_settings=augment_settings or ds.augment_settings,
@@ -248,7 +251,10 @@ class GPUSliceBank:
         if augment:
             m = (m > 0.5).to(m.dtype)
             a = self._intensity(a, g)
-        return {"A": a.float().contiguous(), "B": b.float().contiguous(), "mask": m.float().contiguous()}
+        out = {"A": a.float().contiguous(), "B": b.float().contiguous(), "mask": m[:, :1].float().contiguous()}
+        if m.shape[1] > 1:
+            out["lesion"] = m[:, 1:2].float().contiguous()
+        return out
 
     def _origins(self, idx: Tensor, lo: Tensor, hi: Tensor, augment: bool, g: torch.Generator) -> Tensor:
         """Crop origins ``(B, 2)`` (row, col): uniform in ``[lo, hi]`` or its midpoint."""

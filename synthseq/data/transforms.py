@@ -1,12 +1,12 @@
 """Training augmentations of 2D slice pairs as MONAI dictionary transforms (the CPU / DataLoader path).
 
 Items are dicts of channel-first ``(C, H, W)`` float tensors in model space (``"A"`` input, ``"B"`` target,
-``"mask"`` body mask of A in {0, 1}). Choices (shared with the GPU path in :mod:`synthseq.data.gpu`, which draws
+``"mask"`` body mask of A in {0, 1}, optional ``"lesion"`` lesion mask in {0, 1}). Choices (shared with the GPU path in :mod:`synthseq.data.gpu`, which draws
 the same kinds of transforms with kornia from :class:`AugmentSettings`):
 
 * **Geometric** transforms (in-plane flip along W, i.e. anterior <-> posterior as pix2pix's horizontal flip; small
   rotation / isotropic scaling / translation) are applied with ONE draw to A, B and mask of a pair, so the pair
-  stays pixel-aligned (bilinear for images, nearest for the mask, border padding). Flipping along H (head <-> feet)
+  stays pixel-aligned (bilinear for images, nearest for the masks, border padding). Flipping along H (head <-> feet)
   is never done. For unpaired items A (with its mask) and B get independent draws.
 * **Intensity** transforms (multiplicative bias field, gamma, Gaussian noise) touch the INPUT A only: the model
   should become robust to input variation while the target stays the true STIR intensity. Bias field and gamma
@@ -51,7 +51,7 @@ def build_augmentation(
     settings: AugmentSettings = AugmentSettings(),
     geometric_keys: Sequence[str] = ("A", "B", "mask"),
     intensity_keys: Sequence[str] = ("A",),
-    mask_keys: Sequence[str] = ("mask",),
+    mask_keys: Sequence[str] = ("mask", "lesion"),
 ) -> Compose:
     """A MONAI ``Compose`` of dictionary transforms for ``(C, H, W)`` items (see the module docstring).
 

@@ -38,7 +38,7 @@ def build_gan(model_cfg: Any, loss_cfg: Any, in_channels: int) -> GANModel:
         model_cfg: ``kind`` ("pix2pix" | "cyclegan"), ``generator`` / ``discriminator`` (registry names),
             ``generator_kwargs`` / ``discriminator_kwargs`` (dicts, without channel counts).
         loss_cfg: ``gan_mode`` ("auto" = vanilla for pix2pix, lsgan for cyclegan), ``lambda_l1``,
-            ``lambda_ssim``, ``lambda_perceptual``, ``lambda_cycle``, ``lambda_identity``, ``pool_size``.
+            ``lambda_lesion`` (pix2pix only), ``lambda_ssim``, ``lambda_perceptual``, ``lambda_cycle``, ``lambda_identity``, ``pool_size``.
         in_channels: C_in of batch "A" (context slices x input sequences); B has 1 channel.
 
     Raises:
@@ -60,9 +60,12 @@ def build_gan(model_cfg: Any, loss_cfg: Any, in_channels: int) -> GANModel:
             _network(d_name, d_kw, "discriminator", in_channels=in_channels + 1),
             gan_mode=gan_mode,
             lambda_l1=loss_cfg.lambda_l1,
+            lambda_lesion=loss_cfg.lambda_lesion,
             lambda_ssim=loss_cfg.lambda_ssim,
             lambda_perceptual=loss_cfg.lambda_perceptual,
         )
+    if loss_cfg.lambda_lesion > 0:
+        raise ConfigError("loss.lambda_lesion: needs paired data (pix2pix); CycleGAN never sees a pixel's target")
     return CycleGAN(
         _network(g_name, g_kw, "generator", in_channels=in_channels, out_channels=1),
         _network(g_name, g_kw, "generator", in_channels=1, out_channels=in_channels),

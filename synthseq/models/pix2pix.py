@@ -1,7 +1,10 @@
 """pix2pix (Isola et al. 2017): paired T2w -> STIR translation with a conditional PatchGAN.
 
 Generator objective: ``GAN(D(A, G(A)) -> real) + lambda_l1 * L1(G(A), B)``
-``+ lambda_ssim * (1 - SSIM) + lambda_perceptual * LPIPS`` (the last two optional, off by default).
+``+ lambda_lesion * L1_lesion + lambda_ssim * (1 - SSIM) + lambda_perceptual * LPIPS`` (the last three optional,
+off by default). ``L1_lesion`` is the L1 averaged over lesion pixels only (``batch["lesion"]``): lesions are a
+fraction of a percent of the pixels, so the plain L1 barely sees them, and lesion contrast is what downstream
+readers and models need from pseudo-STIR. The lesion map is a training-time annotation; inference needs none.
 Discriminator objective: ``0.5 * (GAN(D(A, B) -> real) + GAN(D(A, G(A)) -> fake))``.
 """
 
@@ -24,11 +27,13 @@ class Pix2Pix(GANModel):
             logit maps), stored as ``self.D``.
         gan_mode: ``"vanilla"`` (pix2pix), ``"lsgan"`` or ``"hinge"``.
         lambda_l1: weight of the L1 term (100 in pix2pix).
+        lambda_lesion: weight of the L1 over lesion pixels (batches then need ``"lesion"`` ``(B, 1, H, W)`` {0, 1};
+            a batch without lesion pixels adds 0).
         lambda_ssim: weight of ``1 - SSIM`` (data_range 2).
         lambda_perceptual: weight of LPIPS (backbone weights from the torch cache; loaded on first use).
         perceptual_net: LPIPS backbone (``"alex" | "vgg" | "squeeze"``).
 
-    The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_ssim, G_perceptual]`` and
+    The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_l1_lesion, G_ssim, G_perceptual]`` and
     ``D_real, D_fake``; ``fakes`` is ``{"fake_B": G(A)}``.
     """
 
@@ -40,12 +45,13 @@ class Pix2Pix(GANModel):
         discriminator: nn.Module,
         gan_mode: str = "vanilla",
         lambda_l1: float = 100.0,
+        lambda_lesion: float = 0.0,
         lambda_ssim: float = 0.0,
         lambda_perceptual: float = 0.0,
         perceptual_net: str = "alex",
     ) -> None:
         super().__init__()
-        for key, value in (("lambda_l1", lambda_l1), ("lambda_ssim", lambda_ssim),
+        for key, value in (("lambda_l1", lambda_l1), ("lambda_lesion", lambda_lesion), ("lambda_ssim", lambda_ssim),
                            ("lambda_perceptual", lambda_perceptual)):
             if value < 0:
                 raise ConfigError(f"loss.{key}: must be >= 0, got {value}")
@@ -53,6 +59,7 @@ class Pix2Pix(GANModel):
         self.D = discriminator
         self.criterion_gan = GANLoss(gan_mode)
         self.lambda_l1 = lambda_l1
+        self.lambda_lesion = lambda_lesion
         self.lambda_ssim = lambda_ssim
         self.lambda_perceptual = lambda_perceptual
         self.perceptual = PerceptualLoss(perceptual_net) if lambda_perceptual > 0 else None
@@ -70,6 +77,11 @@ class Pix2Pix(GANModel):
         g_l1 = l1_loss(fake_b, real_b)
         loss = g_gan + self.lambda_l1 * g_l1
         terms = {"G_gan": g_gan, "G_l1": g_l1}
+        if self.lambda_lesion > 0:
+            if "lesion" not in batch:
+                raise ConfigError("loss.lambda_lesion > 0 but the batch has no lesion map: set data.lesion_key")
+            terms["G_l1_lesion"] = l1_loss(fake_b, real_b, batch["lesion"])
+            loss = loss + self.lambda_lesion * terms["G_l1_lesion"]
         if self.lambda_ssim > 0:
             terms["G_ssim"] = ssim_loss(fake_b, real_b)
             loss = loss + self.lambda_ssim * terms["G_ssim"]

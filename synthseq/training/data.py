@@ -95,7 +95,7 @@ class LoaderSource:
                                          pin_memory=self.pin_memory, generator=g,
                                          persistent_workers=False))
         self._next = (epoch, i + 1)  # after the epoch's last batch this never matches: the next call rebuilds
-        return {k: v for k, v in next(self._iter).items() if k in ("A", "B", "mask")}
+        return {k: v for k, v in next(self._iter).items() if k in ("A", "B", "mask", "lesion")}
 
 
 @dataclass
@@ -150,13 +150,16 @@ def _datasets_kwargs(cfg: Config) -> dict[str, Any]:
 
 
 def train_dataset(cfg: Config, subjects: list[Any]) -> Any:
-    """The training slice dataset: paired, or unpaired with both pools drawn from the TRAIN subjects
-    (T2w and STIR slices picked independently, so no pair is ever seen together on purpose)."""
+    """The training slice dataset: paired (with lesion maps if ``data.lesion_key``), or unpaired with both pools
+    drawn from the TRAIN subjects (T2w and STIR slices picked independently, so no pair is ever seen together on
+    purpose)."""
+    if cfg.loss.lambda_lesion > 0 and not (cfg.data.lesion_key and cfg.data.paired):
+        raise ConfigError("loss.lambda_lesion > 0 needs paired data and data.lesion_key (e.g. lesions)")
     from ..data.datasets import PairedSliceDataset, UnpairedSliceDataset
 
     kw = dict(_datasets_kwargs(cfg), augment=cfg.data.augment, seed=cfg.train.seed)
     if cfg.data.paired:  # registration refines a pair's alignment: it has no meaning for unpaired pools
-        return PairedSliceDataset(subjects, register=cfg.data.register, **kw)
+        return PairedSliceDataset(subjects, register=cfg.data.register, lesion_key=cfg.data.lesion_key, **kw)
     return UnpairedSliceDataset(subjects, subjects, **kw)
 
 

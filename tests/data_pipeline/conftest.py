@@ -83,6 +83,25 @@ def make_layout(root: Path, n_subjects: int = 3, shape=(24, 30, 20), affine=None
     return root
 
 
+def layout_with_lesion_maps(root: Path) -> list:
+    """Subjects of a one-subject layout (STIR == T2w) whose lesion map is the bright core (label 10), so that
+    lesion pixels are exactly the bright pixels of B."""
+    from synthseq.data import load_subjects
+    from synthseq.io import load_volume
+
+    subs = load_subjects(make_layout(root, n_subjects=1, stir_same_as_t2w=True))
+    labels = load_volume(subs[0].paths["labels"], allow_zero=True)
+    write_nifti(root / "sub-0001" / "sub-0001_lesions.nii.gz", (labels.data == 10).astype(np.uint8),
+                labels.affine, np.uint8)
+    return load_subjects(root)
+
+
+def core_threshold(stack) -> float:
+    """Between the brightest non-core body pixel and the darkest core pixel of a lesion stack's B."""
+    body, core = stack.mask.astype(bool), stack.lesion.astype(bool)
+    return float((stack.B[body & ~core].max() + stack.B[core].min()) / 2)
+
+
 @pytest.fixture
 def layout(tmp_path: Path) -> Path:
     return make_layout(tmp_path / "phantom")
@@ -93,4 +112,5 @@ def h() -> SimpleNamespace:
     """The helpers above, for test modules (conftest modules are not importable under --import-mode=importlib)."""
     return SimpleNamespace(rotation=rotation, psr_oblique_affine=psr_oblique_affine, write_nifti=write_nifti,
                            synthetic_subject=synthetic_subject, make_layout=make_layout, DATA=DATA,
+                           layout_with_lesion_maps=layout_with_lesion_maps, core_threshold=core_threshold,
                            PSR_CROP=PSR_CROP, PSR_08=PSR_08, RAS_FLOAT=RAS_FLOAT)

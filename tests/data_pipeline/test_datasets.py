@@ -153,6 +153,26 @@ def test_geometric_augmentation_is_identical_for_a_and_b(h, tmp_path):
     assert changed >= len(aug) // 2
 
 
+def test_lesion_map_moves_with_the_pair(h, tmp_path):
+    subs = h.layout_with_lesion_maps(tmp_path / "ph")
+    kw = dict(image_size=24, min_foreground=0.2, norm="zscore", lesion_key="lesions")
+    aug = PairedSliceDataset(subs, augment=True, augment_settings=GEOMETRY_ONLY, **kw)
+    st = aug.stacks[0]
+    assert set(np.unique(st.lesion)) == {0.0, 1.0}
+    thr = h.core_threshold(st)
+    assert np.array_equal(st.B > thr, st.lesion.astype(bool))  # before augmentation: exactly the core
+    for i in range(len(aug)):
+        item = aug[i]
+        assert set(item["lesion"].unique().tolist()) <= {0.0, 1.0}
+        assert ((item["B"] > thr).float() == item["lesion"]).float().mean() > 0.95
+
+
+def test_missing_lesion_map_names_the_subject(h, tmp_path):
+    subs = load_subjects(h.make_layout(tmp_path / "ph", n_subjects=1))
+    with pytest.raises(InputError, match="sub-0001: no lesions file"):
+        PairedSliceDataset(subs, image_size=24, lesion_key="lesions")
+
+
 def test_intensity_augmentation_touches_the_input_only(h, tmp_path):
     subs = load_subjects(h.make_layout(tmp_path / "ph", n_subjects=1, stir_same_as_t2w=True))
     s = AugmentSettings(flip_prob=0, affine_prob=0, bias_prob=1, gamma_prob=1, noise_prob=1)

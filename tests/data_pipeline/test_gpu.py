@@ -85,6 +85,21 @@ def test_paired_geometric_augmentation_moves_a_and_b_together(h, tmp_path):
     assert agree > 0.9  # the mask was warped with the same parameters
 
 
+def test_lesion_channel_moves_with_the_pair(h, tmp_path):
+    ds = PairedSliceDataset(h.layout_with_lesion_maps(tmp_path / "ph"), image_size=20, norm="zscore",
+                            min_foreground=0.2, lesion_key="lesions")
+    geo = AugmentSettings(flip_prob=0.5, affine_prob=1.0, rotate_deg=10, scale=0.1, translate_px=4,
+                          bias_prob=0, gamma_prob=0, noise_prob=0)
+    bank = GPUSliceBank.from_dataset(ds, "cpu", augment_settings=geo)
+    thr = h.core_threshold(ds.stacks[0])
+    for augment in (False, True):
+        batch = bank.sample(8, augment=augment, generator=torch.Generator().manual_seed(3))
+        assert set(batch) == {"A", "B", "mask", "lesion"} and batch["lesion"].shape == batch["B"].shape
+        assert set(batch["lesion"].unique().tolist()) == {0.0, 1.0}
+        assert ((batch["B"] > thr).float() == batch["lesion"]).float().mean() > 0.95
+        assert ((batch["mask"] == 1) | (batch["lesion"] == 0)).all()  # lesions lie inside the body
+
+
 def test_intensity_augmentation_only_on_input(h, tmp_path):
     subs = load_subjects(h.make_layout(tmp_path / "ph", n_subjects=1, stir_same_as_t2w=True))
     ds = PairedSliceDataset(subs, image_size=20, norm="zscore", min_foreground=0.2)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from synthseq import losses
+from synthseq.errors import ConfigError
 from synthseq.models import Pix2Pix, build_gan
 from synthseq.models.base import GANModel
 
@@ -75,6 +76,21 @@ def test_optional_ssim_and_perceptual_terms(tiny_batch, make_model, monkeypatch)
     torch.testing.assert_close(loss.detach(), expected)
     assert 0 < terms["G_ssim"] <= 2
     assert "perceptual" not in "".join(model.state_dict())
+
+
+def test_lesion_term_is_the_l1_inside_the_lesion_map(tiny_batch, make_model):
+    model = make_model(lambda_lesion=30.0)
+    batch = tiny_batch()
+    lesion = torch.zeros_like(batch["B"])
+    lesion[:, :, 2:6, 3:9] = 1
+    loss, terms, fakes = model.generator_loss(dict(batch, lesion=lesion))
+    diff = (fakes["fake_B"] - batch["B"]).abs().detach()
+    torch.testing.assert_close(terms["G_l1_lesion"], diff[lesion.bool()].mean())
+    torch.testing.assert_close(loss.detach(), terms["G_gan"] + 100 * terms["G_l1"] + 30 * terms["G_l1_lesion"])
+    _, empty, _ = model.generator_loss(dict(batch, lesion=torch.zeros_like(lesion)))
+    assert empty["G_l1_lesion"] == 0  # a batch without lesion pixels adds nothing
+    with pytest.raises(ConfigError, match="data.lesion_key"):
+        model.generator_loss(batch)
 
 
 def test_a_few_adam_steps_reduce_l1(tiny_batch, make_model, adam_steps):

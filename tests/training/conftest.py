@@ -12,7 +12,7 @@ N_SUBJECTS = 5
 SHAPE = (6, 32, 32)  # (L-R slices, A-P, S-I) with a RAS affine: 6 sagittal slices of 32 x 32
 
 
-def _subject(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _subject(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     _, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in SHAPE], indexing="ij")
     cy, cz = rng.uniform(-0.1, 0.1, 2)
     body = ((y - cy) / 0.8) ** 2 + ((z - cz) / 0.9) ** 2 < 1
@@ -23,7 +23,7 @@ def _subject(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarr
     t2w = np.where(body, 300.0, 5.0) + np.where(fat, 500.0, 0.0) + np.where(lesion, 250.0, 0.0)
     stir = np.where(body, 200.0, 5.0) - np.where(fat, 170.0, 0.0) + np.where(lesion, 400.0, 0.0)
     noise = rng.normal(0, 4, (2, *SHAPE))
-    return (t2w + noise[0]).astype(np.float32), (stir + noise[1]).astype(np.float32), labels
+    return (t2w + noise[0]).astype(np.float32), (stir + noise[1]).astype(np.float32), labels, lesion.astype(np.uint8)
 
 
 @pytest.fixture(autouse=True)
@@ -45,11 +45,11 @@ def tiny_root(tmp_path_factory):
     for i in range(1, N_SUBJECTS + 1):
         sid = f"sub-{i:04d}"
         (root / sid).mkdir()
-        t2w, stir, labels = _subject(rng)
+        t2w, stir, labels, lesions = _subject(rng)
         nib.save(nib.Nifti1Image(t2w, affine), root / sid / f"{sid}_T2w.nii.gz")
         nib.save(nib.Nifti1Image(stir, affine), root / sid / f"{sid}_STIR.nii.gz")
         nib.save(nib.Nifti1Image(labels, affine), root / sid / f"{sid}_labels.nii.gz")
-        nib.save(nib.Nifti1Image(np.zeros_like(labels), affine), root / sid / f"{sid}_lesions.nii.gz")
+        nib.save(nib.Nifti1Image(lesions, affine), root / sid / f"{sid}_lesions.nii.gz")
     return root
 
 

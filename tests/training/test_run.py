@@ -76,6 +76,20 @@ def test_run_folder_checkpoint_and_tensorboard(tiny_cfg):
     assert any(t.startswith("config") for t in tags["tensors"])
 
 
+def test_lesion_weighted_l1_is_trained_and_logged(tiny_cfg):
+    run_dir = run(tiny_cfg("pix2pix", "train.steps=2", "data.lesion_key=lesions", "loss.lambda_lesion=20"))
+    rows = _log(run_dir)
+    assert all(0 < r["G_l1_lesion"] < 2 for r in rows)  # lesion pixels exist in every subject of the tiny folder
+    assert load_checkpoint(run_dir / "last.pt")["config"]["loss"]["lambda_lesion"] == 20.0
+
+
+@pytest.mark.parametrize("extra", [["loss.lambda_lesion=5"], ["loss.lambda_lesion=5", "data.lesion_key=lesions",
+                                                               "data.paired=false"]])
+def test_lesion_weight_needs_paired_lesion_maps(tiny_cfg, extra):
+    with pytest.raises(ConfigError, match="loss.lambda_lesion"):
+        run(tiny_cfg("pix2pix", "train.steps=1", *extra))
+
+
 def test_refuses_to_overwrite_a_run(tiny_cfg):
     run(tiny_cfg("pix2pix", "train.steps=1"))
     before = (Path(tiny_cfg("pix2pix").train.out_dir) / "last.pt").read_bytes()
