@@ -356,7 +356,7 @@ def _run_utility(args: argparse.Namespace) -> int:
     res = run_utility(args.data, args.out, checkpoint=args.checkpoint, cfg=cfg, pseudo_stir_dir=args.pseudo_stir,
                       device=args.device)
     for task, s in res["summary"].items():
-        gap = "n/a" if s["gap_closed"] != s["gap_closed"] else f"{s['gap_closed']:.2f}"
+        gap = f"{s['gap_closed']:.2f}" if s["real_beats_t2w"] else "n/a (real STIR not better beyond chance)"
         print(f"{task}: AUC T2w {s['auc_t2w']:.3f} | +pseudo-STIR {s['auc_pseudo']:.3f} | +STIR {s['auc_real']:.3f}"
               f" | gap closed {gap}")
     print(f"table: {Path(args.out) / 'utility.md'}")

@@ -8,8 +8,9 @@ Protocol (one subject-level split, stratified on the labels and outcome, shared 
   pseudo-STIR or the real STIR (:mod:`synthseq.downstream.features`); held-out AUC with CI. The clinical-only
   model and the van Middendorp rule are reported alongside as references.
 * For every task: ``delta_vs_t2w`` (paired bootstrap CI over held-out subjects) and the fraction of the gap
-  to real STIR that pseudo-STIR closes, ``(AUC_pseudo - AUC_t2w) / (AUC_real - AUC_t2w)`` (undefined when
-  real STIR does not beat T2w).
+  to real STIR that pseudo-STIR closes, ``(AUC_pseudo - AUC_t2w) / (AUC_real - AUC_t2w)``. It is reported only
+  where real STIR beats T2w beyond chance (the paired CI of ``AUC_real - AUC_t2w`` excludes 0,
+  ``real_beats_t2w``): a ratio over a gap that is noise says nothing and can take any value.
 
 Outputs in ``out``: ``utility.json``, ``utility.csv``, ``utility.md`` (the table), ``utility.png`` and the
 pseudo-STIR volumes it synthesized (``pseudo_stir/``).
@@ -132,9 +133,13 @@ def run_utility(data: str | Path, out: str | Path, checkpoint: str | Path | None
                 d, dlo, dhi = paired_delta_ci(y, probs[(task, "t2w")], p, cfg.n_boot, cfg.seed)
                 row.update(delta_vs_t2w=d, delta_ci_low=dlo, delta_ci_high=dhi)
             rows.append(row)
-        a = {m: next(r["auc"] for r in rows if r["task"] == task and r["input"] == m) for m in MODES}
+        r = {m: next(r for r in rows if r["task"] == task and r["input"] == m) for m in MODES}
+        a = {m: row["auc"] for m, row in r.items()}
+        real_beats = bool(r["t2w+stir"]["delta_ci_low"] > 0)
         summary[task] = {"auc_t2w": a["t2w"], "auc_pseudo": a["t2w+pseudostir"], "auc_real": a["t2w+stir"],
-                         "gap_closed": gap_closed(a["t2w"], a["t2w+pseudostir"], a["t2w+stir"]),
+                         "real_beats_t2w": real_beats,
+                         "gap_closed": gap_closed(a["t2w"], a["t2w+pseudostir"], a["t2w+stir"]) if real_beats
+                         else math.nan,
                          "n_test": int(len(y)), "n_positive": int(y.sum())}
     for (task, name), p in references.items():
         lo, hi = bootstrap_ci(auc, truth[task], p, cfg.n_boot, cfg.seed)
@@ -170,8 +175,10 @@ def _write_outputs(result: dict, out: Path) -> None:
                  if "delta_vs_t2w" in r else "")
         lines.append(f"| {r['task']} | {r['input']} | {_fmt(r['auc'])} ({_fmt(r['auc_ci_low'])}, "
                      f"{_fmt(r['auc_ci_high'])}) | {delta} |")
-    lines += ["", "| task | gap to real STIR closed by pseudo-STIR |", "|---|---|"]
-    lines += [f"| {t} | {_fmt(s['gap_closed'], 2)} |" for t, s in result["summary"].items()]
+    lines += ["", "| task | real STIR beats T2w (paired CI > 0) | gap to real STIR closed by pseudo-STIR |",
+              "|---|---|---|"]
+    lines += [f"| {t} | {'yes' if s['real_beats_t2w'] else 'no'} | {_fmt(s['gap_closed'], 2)} |"
+              for t, s in result["summary"].items()]
     atomic_write_text(out / "utility.md", "\n".join(lines) + "\n")
     atomic_write_text(out / "utility.json", json.dumps(json_safe(result), indent=2))
     utility_plot([r for r in rows if r["kind"] != "reference"], out / "utility.png")

@@ -49,7 +49,8 @@ def test_utility_cli_with_pseudo_stir_folder(dataset, tmp_path, capsys):
         assert all(v is not None and 0 <= v <= 1 for v in a.values())  # both classes held out
         assert rows["t2w+stir"]["delta_vs_t2w"] == pytest.approx(a["t2w+stir"] - a["t2w"])
         s = res["summary"][task]
-        expected = gap_closed(a["t2w"], a["t2w+pseudostir"], a["t2w+stir"])
+        assert s["real_beats_t2w"] == (rows["t2w+stir"]["delta_ci_low"] > 0)
+        expected = gap_closed(a["t2w"], a["t2w+pseudostir"], a["t2w+stir"]) if s["real_beats_t2w"] else math.nan
         assert (s["gap_closed"] is None and math.isnan(expected)) or s["gap_closed"] == pytest.approx(expected)
     refs = {r["input"] for r in res["rows"] if r["kind"] == "reference"}
     assert refs == {"clinical only", "van Middendorp rule"}
