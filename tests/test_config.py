@@ -1,5 +1,7 @@
 """Typed config: YAML round trip, dotted overrides, unknown keys and wrong types rejected."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -101,3 +103,19 @@ def test_generic_machinery_on_section():
     cfg = from_dict(Config, {"train": {"steps": 3}})
     assert to_dict(apply_overrides(cfg, ["train.steps=4"]))["train"]["steps"] == 4
     assert cfg.train.steps == 3  # overrides return a copy
+
+
+def test_every_shipped_config_loads_into_its_dataclass():
+    from synthseq.config import load_typed
+    from synthseq.downstream.classifier import ClassifierConfig
+    from synthseq.downstream.outcome import OutcomeConfig
+    from synthseq.downstream.utility import UtilityConfig
+
+    kinds = {"classifier": ClassifierConfig, "outcome": OutcomeConfig, "utility": UtilityConfig}
+    paths = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(paths) >= 9
+    for path in paths:
+        cls = kinds.get(path.stem.split("_")[0])
+        cfg = load_typed(cls, path, []) if cls else load_config(path, [])
+        if cls is None:  # a training config names its own run folder after itself
+            assert cfg.name == path.stem and cfg.train.out_dir.endswith(path.stem), path.name

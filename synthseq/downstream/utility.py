@@ -3,7 +3,10 @@
 Protocol (one subject-level split, stratified on the labels and outcome, shared by every model):
 
 * **Injury classifiers**: for each input mode a classifier (:mod:`synthseq.downstream.classifier`) is trained
-  on the training subjects and scored on the held-out ones: per-label AUC with 95% bootstrap CI.
+  on the training subjects and scored on the held-out ones: per-label AUC with 95% bootstrap CI. With
+  ``classifier_seeds = k`` each mode is an ensemble of k classifiers (seeds ``seed .. seed + k - 1``) whose
+  probabilities are averaged: on small cohorts a single network's initialization moves the AUC by as much as
+  the input does, and the ensemble keeps that noise out of the comparison.
 * **Outcome model with image features**: clinical variables plus features measured on the T2w, the
   pseudo-STIR or the real STIR (:mod:`synthseq.downstream.features`); held-out AUC with CI. The clinical-only
   model and the van Middendorp rule are reported alongside as references.
@@ -50,6 +53,7 @@ class UtilityConfig:
     test_fraction: float = 0.3
     split_seed: int = 0
     n_boot: int = 1000
+    classifier_seeds: int = 1  #: classifiers per input mode (different seeds), probabilities averaged
     seed: int = 0
 
 
@@ -98,10 +102,13 @@ def run_utility(data: str | Path, out: str | Path, checkpoint: str | Path | None
 
     probs: dict[tuple[str, str], np.ndarray] = {}
     truth: dict[str, np.ndarray] = {}
+    if cfg.classifier_seeds < 1:
+        raise ConfigError(f"classifier_seeds: expected >= 1, got {cfg.classifier_seeds}")
     for mode in MODES:
         ccfg = replace(cfg.classifier, data=str(data), input=mode, device=device, seed=cfg.seed)
-        model = fit_network(ccfg, load_inputs(data, train, ccfg, pseudo), y_cls[tr])
-        p = model.predict(load_inputs(data, test, ccfg, pseudo))
+        x_tr, x_te = load_inputs(data, train, ccfg, pseudo), load_inputs(data, test, ccfg, pseudo)
+        p = np.mean([fit_network(replace(ccfg, seed=cfg.seed + k), x_tr, y_cls[tr]).predict(x_te)
+                     for k in range(cfg.classifier_seeds)], axis=0)
         for j, lab in enumerate(labels):
             probs[(lab, mode)] = p[:, j]
             truth[lab] = y_cls[te, j]
@@ -147,7 +154,7 @@ def run_utility(data: str | Path, out: str | Path, checkpoint: str | Path | None
                      "auc_ci_low": lo, "auc_ci_high": hi})
 
     result = {"data": str(data), "checkpoint": str(checkpoint) if checkpoint else None,
-              "train_subjects": train, "test_subjects": test, "image_features": list(FEATURE_NAMES),
+              "classifier_seeds": cfg.classifier_seeds, "train_subjects": train, "test_subjects": test, "image_features": list(FEATURE_NAMES),
               "rows": rows, "summary": summary}
     _write_outputs(result, out)
     return result

@@ -124,3 +124,32 @@ def test_end_to_end_with_a_synthesis_checkpoint(dataset, tmp_path, tiny_checkpoi
     assert main(["classify", "predict", "--model", str(run / "model.pt"), "--data", str(dataset), "--out",
                  str(tmp_path / "p.csv"), "--device", "cpu"]) == 0
     assert len(list(csv.DictReader(open(tmp_path / "p.csv")))) == 16
+
+
+def test_classifier_seeds_average_the_ensemble_probabilities(dataset, tmp_path, stir_plus_noise, monkeypatch):
+    from synthseq.config import load_typed
+    from synthseq.downstream import utility
+    from synthseq.downstream.stats import auc
+    from synthseq.downstream.utility import UtilityConfig
+
+    class Stub:  # "predicts" probabilities drawn from its seed: the ensemble must be their mean
+        def __init__(self, cfg, n):
+            self.seed, self.n = cfg.seed, n
+
+        def predict(self, x):
+            return np.random.default_rng([self.seed, len(x)]).random((len(x), 1))
+
+    seeds = []
+    monkeypatch.setattr(utility, "fit_network", lambda cfg, x, y: seeds.append(cfg.seed) or Stub(cfg, len(x)))
+    cfg = load_typed(UtilityConfig, None, [*FAST, "classifier.labels=[plc_injury]", "classifier_seeds=3", "seed=5"])
+    res = run_utility(dataset, tmp_path / "u", synthesizer=stir_plus_noise(dataset), cfg=cfg, device="cpu")
+    assert seeds == [5, 6, 7] * 3  # three seeds for each input mode
+    cohort = read_cohort(dataset)
+    y = cohort.flag("plc_injury")[[cohort.subjects.index(s) for s in res["test_subjects"]]]
+    n = len(y)
+    mean = np.mean([np.random.default_rng([s, n]).random((n, 1))[:, 0] for s in (5, 6, 7)], axis=0)
+    row = next(r for r in res["rows"] if r["task"] == "plc_injury" and r["input"] == "t2w")
+    assert row["auc"] == pytest.approx(auc(y, mean))
+    with pytest.raises(ConfigError, match="classifier_seeds"):
+        run_utility(dataset, tmp_path / "v", synthesizer=stir_plus_noise(dataset),
+                    cfg=load_typed(UtilityConfig, None, ["classifier_seeds=0"]), device="cpu")
