@@ -7,6 +7,10 @@ Protocol (one subject-level split, stratified on the labels and outcome, shared 
   ``classifier_seeds = k`` each mode is an ensemble of k classifiers (seeds ``seed .. seed + k - 1``) whose
   probabilities are averaged: on small cohorts a single network's initialization moves the AUC by as much as
   the input does, and the ensemble keeps that noise out of the comparison.
+* **Findings read from measured image features** (no training): for each classifier label with a feature in
+  :data:`FINDING_FEATURES` (fracture <- marrow-edema volume, PLC injury <- PLC signal ratio, cord edema <- cord
+  edema volume), the held-out AUC of that feature measured on T2w, pseudo-STIR or real STIR. It asks whether the
+  finding is *visible* in the image, free of classifier training noise.
 * **Outcome model with image features**: clinical variables plus features measured on the T2w, the
   pseudo-STIR or the real STIR (:mod:`synthseq.downstream.features`); held-out AUC with CI. The clinical-only
   model and the van Middendorp rule are reported alongside as references.
@@ -40,6 +44,8 @@ from .sources import PseudoStirSource, Synth
 from .stats import auc, bootstrap_ci, json_safe
 
 FEATURE_SOURCE = {"t2w": "t2w", "t2w+pseudostir": "pseudostir", "t2w+stir": "stir"}
+#: The measured feature that reads out each finding (a detection score for the feature-level rows).
+FINDING_FEATURES = {"fracture": "marrow_edema_ml", "plc_injury": "plc_signal", "cord_edema": "cord_edema_ml"}
 MODES = tuple(FEATURE_SOURCE)  #: table / plot order: T2w, + pseudo-STIR, + real STIR
 
 
@@ -113,9 +119,14 @@ def run_utility(data: str | Path, out: str | Path, checkpoint: str | Path | None
             probs[(lab, mode)] = p[:, j]
             truth[lab] = y_cls[te, j]
 
+    feature_tasks = {f"{lab} ({FINDING_FEATURES[lab]})": (j, FEATURE_NAMES.index(FINDING_FEATURES[lab]))
+                     for j, lab in enumerate(labels) if lab in FINDING_FEATURES}
     clinical = clinical_matrix(cohort)
     for mode in MODES:
         feats = features_for_subjects(data, cohort.subjects, FEATURE_SOURCE[mode], pseudo)
+        for name, (j, col) in feature_tasks.items():
+            probs[(name, mode)] = feats[te, col]
+            truth[name] = y_cls[te, j]
         x = np.concatenate([clinical, feats], axis=1)
         for k, t in enumerate(targets):
             est = make_estimator(replace(cfg.outcome, seed=cfg.seed)).fit(x[tr], y_out[tr, k])
@@ -129,12 +140,13 @@ def run_utility(data: str | Path, out: str | Path, checkpoint: str | Path | None
         references[(t, "van Middendorp rule")] = score[te].astype(np.float64)
 
     rows, summary = [], {}
-    for task in [*labels, *targets]:
+    for task in [*labels, *feature_tasks, *targets]:
         y = truth[task]
+        kind = "classifier" if task in labels else "feature" if task in feature_tasks else "outcome"
         for mode in MODES:
             p = probs[(task, mode)]
             lo, hi = bootstrap_ci(auc, y, p, cfg.n_boot, cfg.seed)
-            row = {"task": task, "kind": "classifier" if task in labels else "outcome", "input": mode,
+            row = {"task": task, "kind": kind, "input": mode,
                    "auc": auc(y, p), "auc_ci_low": lo, "auc_ci_high": hi}
             if mode != "t2w":
                 d, dlo, dhi = paired_delta_ci(y, probs[(task, "t2w")], p, cfg.n_boot, cfg.seed)
@@ -143,7 +155,7 @@ def run_utility(data: str | Path, out: str | Path, checkpoint: str | Path | None
         r = {m: next(r for r in rows if r["task"] == task and r["input"] == m) for m in MODES}
         a = {m: row["auc"] for m, row in r.items()}
         real_beats = bool(r["t2w+stir"]["delta_ci_low"] > 0)
-        summary[task] = {"auc_t2w": a["t2w"], "auc_pseudo": a["t2w+pseudostir"], "auc_real": a["t2w+stir"],
+        summary[task] = {"kind": kind, "auc_t2w": a["t2w"], "auc_pseudo": a["t2w+pseudostir"], "auc_real": a["t2w+stir"],
                          "real_beats_t2w": real_beats,
                          "gap_closed": gap_closed(a["t2w"], a["t2w+pseudostir"], a["t2w+stir"]) if real_beats
                          else math.nan,

@@ -9,6 +9,8 @@ import pytest
 
 from synthseq.cli import main
 from synthseq.downstream.dataset import read_cohort
+from synthseq.downstream.features import FEATURE_NAMES, features_for_subjects
+from synthseq.downstream.stats import auc
 from synthseq.downstream.utility import gap_closed, paired_delta_ci, run_utility
 from synthseq.errors import ConfigError
 from synthseq.io import load_volume, save_volume
@@ -39,8 +41,19 @@ def test_utility_cli_with_pseudo_stir_folder(dataset, tmp_path, capsys):
     assert main(["utility", "--data", str(dataset), "--pseudo-stir", str(pseudo), "--out", str(out),
                  "--device", "cpu", *FAST]) == 0
     res = json.loads((out / "utility.json").read_text())
-    tasks = ["fracture", "plc_injury", "cord_edema", "ambulation_discharge"]
+    features = ["fracture (marrow_edema_ml)", "plc_injury (plc_signal)", "cord_edema (cord_edema_ml)"]
+    tasks = ["fracture", "plc_injury", "cord_edema", *features, "ambulation_discharge"]
     assert list(res["summary"]) == tasks
+    assert [res["summary"][t]["kind"] for t in tasks] == ["classifier"] * 3 + ["feature"] * 3 + ["outcome"]
+    # feature rows: the AUC of the feature itself, measured on real STIR for the held-out subjects
+    cohort = read_cohort(dataset)
+    rows_test = [cohort.subjects.index(s) for s in res["test_subjects"]]
+    stir_feats = features_for_subjects(dataset, res["test_subjects"], "stir")
+    for name, feature in zip(features, ("marrow_edema_ml", "plc_signal", "cord_edema_ml")):
+        y = cohort.flag(name.split(" ")[0])[rows_test]
+        row = next(r for r in res["rows"] if r["task"] == name and r["input"] == "t2w+stir")
+        expected = auc(y, stir_feats[:, FEATURE_NAMES.index(feature)])
+        assert (row["auc"] is None and math.isnan(expected)) or row["auc"] == pytest.approx(expected)
     assert not set(res["train_subjects"]) & set(res["test_subjects"])
     for task in tasks:
         rows = {r["input"]: r for r in res["rows"] if r["task"] == task}
@@ -111,7 +124,7 @@ def test_end_to_end_with_a_synthesis_checkpoint(dataset, tmp_path, tiny_checkpoi
     assert main(["utility", "--data", str(dataset), "--checkpoint", str(tiny_checkpoint), "--out", str(out),
                  "--device", "cpu", *FAST, "classifier.epochs=1", "classifier.labels=[plc_injury]"]) == 0
     res = json.loads((out / "utility.json").read_text())
-    assert set(res["summary"]) == {"plc_injury", "ambulation_discharge"}
+    assert set(res["summary"]) == {"plc_injury", "plc_injury (plc_signal)", "ambulation_discharge"}
     for s in read_cohort(dataset).subjects:  # pseudo-STIR on each T2w grid, written once
         pseudo = load_volume(out / "pseudo_stir" / f"{s}_pseudoSTIR.nii.gz")
         t2w = load_volume(dataset / s / f"{s}_T2w.nii.gz")
@@ -129,7 +142,6 @@ def test_end_to_end_with_a_synthesis_checkpoint(dataset, tmp_path, tiny_checkpoi
 def test_classifier_seeds_average_the_ensemble_probabilities(dataset, tmp_path, stir_plus_noise, monkeypatch):
     from synthseq.config import load_typed
     from synthseq.downstream import utility
-    from synthseq.downstream.stats import auc
     from synthseq.downstream.utility import UtilityConfig
 
     class Stub:  # "predicts" probabilities drawn from its seed: the ensemble must be their mean
