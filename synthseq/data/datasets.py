@@ -222,6 +222,9 @@ def prepare_subject(
     mask = np.ascontiguousarray(view.to_slices(body))[:, None].astype(np.float32)
     lesion = None
     if lesion_key is not None:
+        if not subject.has(lesion_key):
+            raise InputError(f"{subject.id}: no {lesion_key} file for the lesion-weighted loss (train without lesion "
+                             f"maps with data.lesion_key=null loss.lambda_lesion=0)")
         lvol = load_volume(subject.path(lesion_key), allow_zero=True)
         if not same_grid(lvol, ref):
             lvol = resample_to(lvol, ref, order=0)

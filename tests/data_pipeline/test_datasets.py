@@ -169,7 +169,7 @@ def test_lesion_map_moves_with_the_pair(h, tmp_path):
 
 def test_missing_lesion_map_names_the_subject(h, tmp_path):
     subs = load_subjects(h.make_layout(tmp_path / "ph", n_subjects=1))
-    with pytest.raises(InputError, match="sub-0001: no lesions file"):
+    with pytest.raises(InputError, match="sub-0001: no lesions file .*data.lesion_key=null"):
         PairedSliceDataset(subs, image_size=24, lesion_key="lesions")
 
 
