@@ -40,6 +40,7 @@ class DataConfig:
     input_keys: list[str] = field(default_factory=lambda: ["T2w"])  #: input sequences, stacked as channels
     target_key: str = "STIR"
     paired: bool = True  #: False: T2w and STIR pools drawn independently (CycleGAN)
+    unpaired_pools: str = "shared"  #: unpaired: "shared" (both pools from all train subjects) | "disjoint" (halves)
     image_size: int = 256  #: square training crop (pixels)
     pixel_spacing_mm: float | None = None  #: in-plane resampling before cropping; None keeps native spacing
     context_slices: int = 1  #: 2.5D: odd number of neighbouring sagittal slices as channels (1 = 2D)

@@ -150,9 +150,11 @@ def _datasets_kwargs(cfg: Config) -> dict[str, Any]:
 
 
 def train_dataset(cfg: Config, subjects: list[Any]) -> Any:
-    """The training slice dataset: paired (with lesion maps if ``data.lesion_key``), or unpaired with both pools
-    drawn from the TRAIN subjects (T2w and STIR slices picked independently, so no pair is ever seen together on
-    purpose)."""
+    """The training slice dataset: paired (with lesion maps if ``data.lesion_key``), or unpaired with T2w and STIR
+    slices picked independently from the TRAIN subjects. ``data.unpaired_pools="shared"`` draws both pools from all
+    of them (no pair is ever presented together, but each anatomy appears in both domains); ``"disjoint"`` gives the
+    T2w pool the even-indexed subjects and the STIR pool the odd ones, as when T2w-only and STIR-only studies come
+    from different patients."""
     if cfg.loss.lambda_lesion > 0 and not (cfg.data.lesion_key and cfg.data.paired):
         raise ConfigError("loss.lambda_lesion > 0 needs paired data and data.lesion_key (e.g. lesions)")
     from ..data.datasets import PairedSliceDataset, UnpairedSliceDataset
@@ -160,7 +162,14 @@ def train_dataset(cfg: Config, subjects: list[Any]) -> Any:
     kw = dict(_datasets_kwargs(cfg), augment=cfg.data.augment, seed=cfg.train.seed)
     if cfg.data.paired:  # registration refines a pair's alignment: it has no meaning for unpaired pools
         return PairedSliceDataset(subjects, register=cfg.data.register, lesion_key=cfg.data.lesion_key, **kw)
-    return UnpairedSliceDataset(subjects, subjects, **kw)
+    pools = cfg.data.unpaired_pools
+    if pools == "shared":
+        return UnpairedSliceDataset(subjects, subjects, **kw)
+    if pools != "disjoint":
+        raise ConfigError(f"data.unpaired_pools: expected shared or disjoint, got {pools!r}")
+    if len(subjects) < 2:
+        raise ConfigError(f"data.unpaired_pools=disjoint needs >= 2 training subjects, got {len(subjects)}")
+    return UnpairedSliceDataset(subjects[0::2], subjects[1::2], **kw)
 
 
 def validation_batches(cfg: Config, subjects: list[Any], batch_size: int = 16
