@@ -1,8 +1,8 @@
 """Training augmentations of 2D slice pairs as MONAI dictionary transforms (the CPU / DataLoader path).
 
 Items are dicts of channel-first ``(C, H, W)`` float tensors in model space (``"A"`` input, ``"B"`` target,
-``"mask"`` body mask of A in {0, 1}, optional ``"lesion"`` lesion mask in {0, 1}). Choices (shared with the GPU path in :mod:`synthseq.data.gpu`, which draws
-the same kinds of transforms with kornia from :class:`AugmentSettings`):
+``"mask"`` body mask of A in {0, 1}, optional ``"lesion"`` lesion mask in {0, 1}). Choices (shared with the GPU
+path in :mod:`synthseq.data.gpu`, which draws the same kinds of transforms with kornia from :class:`AugmentSettings`):
 
 * **Geometric** transforms (in-plane flip along W, i.e. anterior <-> posterior as pix2pix's horizontal flip; small
   rotation / isotropic scaling / translation) are applied with ONE draw to A, B and mask of a pair, so the pair

@@ -90,6 +90,8 @@ def run_utility(data: str | Path, out: str | Path, checkpoint: str | Path | None
                 pseudo_stir_dir: str | Path | None = None, device: str = "auto") -> dict:
     """Run the benchmark on a phantom-layout folder ``data``; see the module docstring. Returns the JSON dict."""
     cfg = cfg or UtilityConfig()
+    if cfg.classifier_seeds < 1:
+        raise ConfigError(f"classifier_seeds: expected >= 1, got {cfg.classifier_seeds}")
     out = Path(out)
     labels = check_labels(cfg.classifier.labels)
     targets = check_labels(cfg.outcome_targets, OUTCOME_COLUMNS, what="target")
@@ -108,8 +110,6 @@ def run_utility(data: str | Path, out: str | Path, checkpoint: str | Path | None
 
     probs: dict[tuple[str, str], np.ndarray] = {}
     truth: dict[str, np.ndarray] = {}
-    if cfg.classifier_seeds < 1:
-        raise ConfigError(f"classifier_seeds: expected >= 1, got {cfg.classifier_seeds}")
     for mode in MODES:
         ccfg = replace(cfg.classifier, data=str(data), input=mode, device=device, seed=cfg.seed)
         x_tr, x_te = load_inputs(data, train, ccfg, pseudo), load_inputs(data, test, ccfg, pseudo)
@@ -152,13 +152,12 @@ def run_utility(data: str | Path, out: str | Path, checkpoint: str | Path | None
                 d, dlo, dhi = paired_delta_ci(y, probs[(task, "t2w")], p, cfg.n_boot, cfg.seed)
                 row.update(delta_vs_t2w=d, delta_ci_low=dlo, delta_ci_high=dhi)
             rows.append(row)
-        r = {m: next(r for r in rows if r["task"] == task and r["input"] == m) for m in MODES}
-        a = {m: row["auc"] for m, row in r.items()}
-        real_beats = bool(r["t2w+stir"]["delta_ci_low"] > 0)
-        summary[task] = {"kind": kind, "auc_t2w": a["t2w"], "auc_pseudo": a["t2w+pseudostir"], "auc_real": a["t2w+stir"],
-                         "real_beats_t2w": real_beats,
-                         "gap_closed": gap_closed(a["t2w"], a["t2w+pseudostir"], a["t2w+stir"]) if real_beats
-                         else math.nan,
+        by_mode = {row["input"]: row for row in rows if row["task"] == task}
+        a = {m: by_mode[m]["auc"] for m in MODES}
+        real_beats = bool(by_mode["t2w+stir"]["delta_ci_low"] > 0)  # False for NaN too
+        gap = gap_closed(a["t2w"], a["t2w+pseudostir"], a["t2w+stir"]) if real_beats else math.nan
+        summary[task] = {"kind": kind, "auc_t2w": a["t2w"], "auc_pseudo": a["t2w+pseudostir"],
+                         "auc_real": a["t2w+stir"], "real_beats_t2w": real_beats, "gap_closed": gap,
                          "n_test": int(len(y)), "n_positive": int(y.sum())}
     for (task, name), p in references.items():
         lo, hi = bootstrap_ci(auc, truth[task], p, cfg.n_boot, cfg.seed)
@@ -166,7 +165,8 @@ def run_utility(data: str | Path, out: str | Path, checkpoint: str | Path | None
                      "auc_ci_low": lo, "auc_ci_high": hi})
 
     result = {"data": str(data), "checkpoint": str(checkpoint) if checkpoint else None,
-              "classifier_seeds": cfg.classifier_seeds, "train_subjects": train, "test_subjects": test, "image_features": list(FEATURE_NAMES),
+              "classifier_seeds": cfg.classifier_seeds, "train_subjects": train, "test_subjects": test,
+              "image_features": list(FEATURE_NAMES),
               "rows": rows, "summary": summary}
     _write_outputs(result, out)
     return result

@@ -38,7 +38,8 @@ def build_gan(model_cfg: Any, loss_cfg: Any, in_channels: int) -> GANModel:
         model_cfg: ``kind`` ("pix2pix" | "cyclegan"), ``generator`` / ``discriminator`` (registry names),
             ``generator_kwargs`` / ``discriminator_kwargs`` (dicts, without channel counts).
         loss_cfg: ``gan_mode`` ("auto" = vanilla for pix2pix, lsgan for cyclegan), ``lambda_l1``,
-            ``lambda_lesion`` (pix2pix only), ``lambda_ssim``, ``lambda_perceptual``, ``lambda_cycle``, ``lambda_identity``, ``pool_size``.
+            ``lambda_lesion`` (pix2pix only), ``lambda_ssim``, ``lambda_perceptual``, ``lambda_cycle``,
+            ``lambda_identity``, ``pool_size``.
         in_channels: C_in of batch "A" (context slices x input sequences); B has 1 channel.
 
     Raises:
