@@ -59,7 +59,7 @@ class UtilityConfig:
     test_fraction: float = 0.3
     split_seed: int = 0
     n_boot: int = 1000
-    classifier_seeds: int = 1  #: classifiers per input mode (different seeds), probabilities averaged
+    classifier_seeds: int = 5  #: classifiers per input mode (different seeds), probabilities averaged
     seed: int = 0
 
 

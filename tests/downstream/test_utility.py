@@ -16,7 +16,7 @@ from synthseq.errors import ConfigError
 from synthseq.io import load_volume, save_volume
 
 FAST = ["classifier.epochs=3", "classifier.image_size=32", "classifier.n_slices=3", "classifier.slab_mm=8.0",
-        "classifier.device=cpu", "n_boot=100", "outcome.model=logreg"]
+        "classifier.device=cpu", "n_boot=100", "outcome.model=logreg", "classifier_seeds=1"]
 
 
 def test_gap_and_paired_delta_by_hand():
