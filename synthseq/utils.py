@@ -1,4 +1,4 @@
-"""Small shared helpers: seeding, atomic writes, device choice, progress bars."""
+"""Small shared helpers: seeding, atomic writes, reading saved models, device choice, progress bars."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import os
 import random
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
+
+from .errors import InputError
 
 T = TypeVar("T")
 
@@ -57,6 +59,26 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def read_saved_model(path: str | os.PathLike, reader: Callable[[Path], Any], fmt: str, what: str) -> dict:
+    """The dict a model's ``save`` wrote to ``path`` (with ``"format": fmt``), read by ``reader(path)``.
+
+    Raises:
+        InputError: one line naming the file when it is missing, unreadable, or another kind of file;
+            ``what`` names the kind (e.g. ``"classifier model"``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file")
+    try:
+        blob = reader(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise InputError(f"{path}: cannot read as {article} {what} ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise InputError(f"{path}: not a synthseq {what}")
+    return blob
 
 
 def resolve_device(name: str = "auto"):

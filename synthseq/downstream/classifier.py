@@ -26,7 +26,7 @@ import numpy as np
 from ..config import from_dict, to_dict
 from ..errors import ConfigError, InputError
 from ..io import Volume, load_volume
-from ..utils import atomic_path, atomic_write_text
+from ..utils import atomic_path, atomic_write_text, read_saved_model
 from .dataset import LABEL_COLUMNS, check_labels, read_cohort, split_subjects, subject_file
 from .sources import PseudoStirSource, Synth
 from .stats import binary_report, json_safe
@@ -186,15 +186,8 @@ class InjuryClassifier:
     def load(cls, path: str | Path) -> InjuryClassifier:
         import torch
 
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: no such model file")
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
-            raise InputError(f"{path}: cannot read as a classifier model ({type(exc).__name__})") from None
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise InputError(f"{path}: not a synthseq classifier model")
+        blob = read_saved_model(path, lambda p: torch.load(p, map_location="cpu", weights_only=True), FORMAT,
+                                "classifier model")
         cfg = from_dict(ClassifierConfig, blob["config"])
         net = build_network(cfg, blob["in_channels"])
         net.load_state_dict(blob["state_dict"])

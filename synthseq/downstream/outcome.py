@@ -29,7 +29,7 @@ import numpy as np
 
 from ..config import from_dict, to_dict
 from ..errors import ConfigError, InputError
-from ..utils import atomic_path, atomic_write_text
+from ..utils import atomic_path, atomic_write_text, read_saved_model
 from .dataset import OUTCOME_COLUMNS, check_labels, read_cohort, read_dataset_json
 from .features import FEATURE_NAMES, features_for_subjects
 from .rules import RULE_COLUMNS, van_middendorp_from_cohort, van_middendorp_probability
@@ -186,15 +186,7 @@ class OutcomeModel:
     def load(cls, path: str | Path) -> OutcomeModel:
         import joblib
 
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: no such model file")
-        try:
-            blob = joblib.load(path)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
-            raise InputError(f"{path}: cannot read as an outcome model ({type(exc).__name__})") from None
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise InputError(f"{path}: not a synthseq outcome model")
+        blob = read_saved_model(path, joblib.load, FORMAT, "outcome model")
         return cls(from_dict(OutcomeConfig, blob["config"]), blob["feature_names"], blob["estimator"],
                    blob["background"], blob["metrics"])
 
