@@ -107,8 +107,8 @@ class RunData:
     splits: dict[str, list[str]]
 
 
-def subject_splits(cfg: Config, run_dir: Path, info: ddp.DistInfo, resume: bool) -> tuple[dict[str, list[str]], dict]:
-    """Subjects by split id, and the subject records by id; writes ``splits.json`` (rank 0, fresh runs)."""
+def subject_splits(cfg: Config, run_dir: Path, resume: bool) -> tuple[dict[str, list[str]], dict]:
+    """Subjects by split id, and the subject records by id (a resumed run's from its ``splits.json``)."""
     from ..data.manifest import load_subjects, split_subjects
 
     d = cfg.data
@@ -126,8 +126,6 @@ def subject_splits(cfg: Config, run_dir: Path, info: ddp.DistInfo, resume: bool)
     if not splits["train"]:
         raise ConfigError(f"data.root={d.root}: no training subjects after the split "
                           f"(val_fraction={d.val_fraction}, test_fraction={d.test_fraction})")
-    if info.is_main:
-        atomic_write_text(path, json.dumps(splits, indent=2) + "\n")
     return splits, by_id
 
 
@@ -209,7 +207,7 @@ def common_spacing(dataset: Any) -> tuple[float, float] | None:
 
 def build_run_data(cfg: Config, device: torch.device, info: ddp.DistInfo, run_dir: Path, resume: bool) -> RunData:
     """Subjects -> split -> training batch source + validation batches (see the module docstring)."""
-    splits, by_id = subject_splits(cfg, run_dir, info, resume)
+    splits, by_id = subject_splits(cfg, run_dir, resume)
     train_subjects = [by_id[s] for s in splits["train"]]
     dataset = train_dataset(cfg, train_subjects)
     spacing = common_spacing(dataset)
@@ -229,4 +227,6 @@ def build_run_data(cfg: Config, device: torch.device, info: ddp.DistInfo, run_di
     val, preview = ([], None)
     if info.is_main:  # only rank 0 validates
         val, preview = validation_batches(cfg, [by_id[s] for s in splits["val"]])
+        # written once every subject has loaded, so bad data or config leaves no run folder behind
+        atomic_write_text(run_dir / "splits.json", json.dumps(splits, indent=2) + "\n")
     return RunData(source, val, preview, spacing, splits)

@@ -86,8 +86,10 @@ def test_lesion_weighted_l1_is_trained_and_logged(tiny_cfg):
 @pytest.mark.parametrize("extra", [["loss.lambda_lesion=5"], ["loss.lambda_lesion=5", "data.lesion_key=lesions",
                                                                "data.paired=false"]])
 def test_lesion_weight_needs_paired_lesion_maps(tiny_cfg, extra):
+    cfg = tiny_cfg("pix2pix", "train.steps=1", *extra)
     with pytest.raises(ConfigError, match="loss.lambda_lesion"):
-        run(tiny_cfg("pix2pix", "train.steps=1", *extra))
+        run(cfg)
+    assert not Path(cfg.train.out_dir).exists()  # a refused run leaves no folder (not even splits.json)
 
 
 def test_refuses_to_overwrite_a_run(tiny_cfg):
