@@ -144,6 +144,12 @@ def _resize_slices(x: np.ndarray, size: tuple[int, int], is_mask: bool) -> np.nd
     return out.numpy()
 
 
+def _code_map_on(path, ref: Volume) -> np.ndarray:
+    """A label / lesion code map's data on ``ref``'s grid (nearest neighbour, so codes stay codes)."""
+    codes = load_volume(path, allow_zero=True)
+    return (codes if same_grid(codes, ref) else resample_to(codes, ref, order=0)).data
+
+
 def prepare_subject(
     subject: Subject,
     input_keys: Sequence[str] = ("T2w",),
@@ -185,10 +191,7 @@ def prepare_subject(
 
     body = None
     if norm_mask in ("auto", "labels") and subject.has("labels"):
-        labels = load_volume(subject.path("labels"), allow_zero=True)
-        if not same_grid(labels, ref):
-            labels = resample_to(labels, ref, order=0)
-        body = body_mask_from_labels(labels.data)
+        body = body_mask_from_labels(_code_map_on(subject.path("labels"), ref))
         if not body.any():
             body = None  # empty label map: fall back to the intensity estimate
     if body is None:
@@ -225,10 +228,8 @@ def prepare_subject(
         if not subject.has(lesion_key):
             raise InputError(f"{subject.id}: no {lesion_key} file for the lesion-weighted loss (train without lesion "
                              f"maps with data.lesion_key=null loss.lambda_lesion=0)")
-        lvol = load_volume(subject.path(lesion_key), allow_zero=True)
-        if not same_grid(lvol, ref):
-            lvol = resample_to(lvol, ref, order=0)
-        lesion = np.ascontiguousarray(view.to_slices(lvol.data > 0))[:, None].astype(np.float32)
+        lesion_codes = _code_map_on(subject.path(lesion_key), ref)
+        lesion = np.ascontiguousarray(view.to_slices(lesion_codes > 0))[:, None].astype(np.float32)
 
     dh, dw = view.inplane_spacing(ref.spacing)
     if pixel_spacing_mm is not None:
