@@ -11,6 +11,11 @@ import math
 
 import numpy as np
 
+from ..stats import json_safe, paired_bootstrap_ci
+
+__all__ = ["auc", "binary_report", "bootstrap_ci", "brier", "calibration_bins", "json_safe",
+           "sensitivity_specificity"]
+
 
 def _clean(y, p) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y, dtype=np.int64).ravel()
@@ -33,19 +38,9 @@ def auc(y, p) -> float:
 
 
 def bootstrap_ci(stat, y, p, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile bootstrap ``(low, high)`` of ``stat(y, p)`` over subjects; NaNs from degenerate resamples skipped."""
+    """Percentile bootstrap ``(low, high)`` of ``stat(y, p)`` over subjects (:func:`synthseq.stats.paired_bootstrap_ci`)."""
     y, p = _clean(y, p)
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(int(n_boot)):
-        idx = rng.integers(0, y.size, y.size)
-        v = stat(y[idx], p[idx])
-        if not math.isnan(v):
-            values.append(v)
-    if len(values) < max(10, n_boot // 10):
-        return math.nan, math.nan
-    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
+    return paired_bootstrap_ci(stat, y, p, n_boot=n_boot, seed=seed, alpha=alpha)
 
 
 def sensitivity_specificity(y, p, threshold: float = 0.5) -> tuple[float, float]:
@@ -85,14 +80,3 @@ def binary_report(y, p, threshold: float = 0.5, n_boot: int = 1000, seed: int = 
     return {"auc": auc(y, p), "auc_ci_low": lo, "auc_ci_high": hi, "sensitivity": sens, "specificity": spec,
             "threshold": float(threshold), "brier": brier(y, p) if np.all((p >= 0) & (p <= 1)) else math.nan,
             "n": int(y.size), "n_positive": int(y.sum())}
-
-
-def json_safe(obj):
-    """Replace NaN floats by None recursively (JSON has no NaN: undefined statistics are written as null)."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    return obj

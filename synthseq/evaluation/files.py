@@ -1,0 +1,228 @@
+"""Files: find predictions, targets, inputs, labels and lesions on disk, run the evaluation, write its outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import metrics as M
+from ..baselines import PairStats, pair_stats
+from ..errors import InputError
+from ..io import load_volume
+from ..stats import CI_LEVEL, N_BOOTSTRAP, dumps
+from ..utils import atomic_path, atomic_write_text
+from .figures import write_montage
+from .report import write_report
+from .scoring import SubjectData, evaluate_volumes, summarize
+
+SUBJECT_RE = re.compile(r"sub-[A-Za-z0-9]+")
+
+
+def _nifti_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith((".nii", ".nii.gz")))
+
+
+def _subject_of(path: Path) -> str | None:
+    m = SUBJECT_RE.search(path.name)
+    return m.group(0) if m else None
+
+
+def _index(root: Path | None, tag: str, exclude: tuple[str, ...] = ()) -> dict[str, Path]:
+    """``{subject: file}`` for files named ``*<tag>.nii(.gz)`` under folder ``root`` (by their sub-XXXX id)."""
+    if root is None or not root.is_dir():
+        return {}
+    out: dict[str, Path] = {}
+    for p in _nifti_files(root):
+        stem = p.name[: -len(".nii.gz")] if p.name.endswith(".nii.gz") else p.name[: -len(".nii")]
+        if not stem.endswith(tag) or any(x in p.name for x in exclude):
+            continue
+        sid = _subject_of(p)
+        if sid is None:
+            continue
+        if sid in out:
+            raise InputError(f"{p}: a second {tag.lstrip('_')} file for {sid} (also {out[sid]})")
+        out[sid] = p
+    return out
+
+
+def _lookup(arg: Path | None, fallback: dict[str, Path], tag: str, sid: str, single: bool) -> Path | None:
+    """The file for ``sid``: ``arg`` itself in single-file mode, else ``arg``'s (or the fallback's) index."""
+    if arg is not None and arg.is_file():
+        return arg if single else None
+    if arg is not None and arg.is_dir():
+        return _index(arg, tag).get(sid)
+    return fallback.get(sid)
+
+
+def _train_stats(subject_ids: Sequence[str], inputs: Path | None, target: Path, labels_root: Path | None
+                 ) -> list[PairStats]:
+    t2 = _index(inputs, "_T2w")
+    stir = _index(target, "_STIR")
+    labels = _index(labels_root or target, "_labels")
+    stats = []
+    for sid in subject_ids:
+        if sid not in t2 or sid not in stir:
+            raise InputError(f"{inputs or target}: training subject {sid} has no T2w / STIR pair for the baselines")
+        lab = load_volume(labels[sid], allow_zero=True).data if sid in labels else None
+        body = M.body_mask_from_labels(lab) if lab is not None else None
+        stats.append(pair_stats(load_volume(t2[sid]), load_volume(stir[sid]), body, sid))
+    return stats
+
+
+def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs: str | Path | None = None,
+                   lesions: str | Path | None = None, mask: str | Path | None = None, seed: int = 0,
+                   train_subjects: Sequence[str] | None = None, use_lpips: bool = True, pred_norm: str = "auto") -> Path:
+    """Evaluate predictions against targets and write ``metrics.csv``, ``summary.json`` and ``report.html``.
+
+    Args:
+        pred: a pseudo-STIR file, or a folder of ``*_pseudoSTIR.nii(.gz)`` files (any depth; uncertainty maps
+            ``*_uncertainty.nii.gz`` beside them are picked up for the montages).
+        target: the real STIR file, or a phantom-layout folder (``sub-X/sub-X_STIR.nii.gz`` with ``_labels`` and
+            ``_lesions`` beside it, used automatically).
+        out: output folder.
+        inputs: T2w file or folder (``*_T2w.nii.gz``): enables the baselines and the T2w montage column.
+        lesions: lesion-code file or folder (``*_lesions.nii.gz``), overriding the target folder's.
+        mask: body mask or tissue-label file or folder (``*_labels`` / ``*_mask`` / ``*_seg``), overriding the
+            target folder's labels for the body mask.
+        seed: bootstrap seed.
+        train_subjects: subject ids whose T2w / STIR pairs (from ``inputs`` / ``target`` folders) fit the fair
+            baselines; None: leave-one-subject-out over the evaluated subjects.
+        use_lpips: compute LPIPS where backbone weights are cached (else NaN, reported as unavailable).
+        pred_norm: how predictions are put into model units (see :func:`evaluate_volumes`); ``"input"`` needs
+            ``inputs``.
+
+    Returns:
+        Path of ``report.html``.
+    """
+    pred, target, out = Path(pred), Path(target), Path(out)
+    inputs = Path(inputs) if inputs is not None else None
+    lesions = Path(lesions) if lesions is not None else None
+    mask = Path(mask) if mask is not None else None
+    for p, what in ((pred, "--pred"), (target, "--target"), (inputs, "--input"), (lesions, "--lesions"),
+                    (mask, "--mask")):
+        if p is not None and not p.exists():
+            raise InputError(f"{p}: no such file or folder ({what})")
+    single = pred.is_file()
+    if single:
+        if not target.is_file():
+            raise InputError(f"{target}: --target must be a file when --pred is a file")
+        pairs = {_subject_of(pred) or _subject_of(target) or "subject": (pred, target)}
+    else:
+        preds = _index(pred, "_pseudoSTIR", exclude=("_uncertainty",))
+        if not preds:
+            raise InputError(f"{pred}: no *_pseudoSTIR.nii.gz files (with a sub-XXXX id) in this folder")
+        if not target.is_dir():
+            raise InputError(f"{target}: --target must be a folder when --pred is a folder")
+        targets = _index(target, "_STIR")
+        pairs = {sid: (p, targets[sid]) for sid, p in preds.items() if sid in targets}
+        if not pairs:
+            raise InputError(f"{target}: no *_STIR.nii.gz matches the subjects of {pred} ({', '.join(sorted(preds))})")
+    unpaired = [] if single else sorted(set(preds) - set(pairs))
+
+    target_labels = _index(target, "_labels") if target.is_dir() else {}
+    target_lesions = _index(target, "_lesions") if target.is_dir() else {}
+    subjects = []
+    for sid, (p, t) in sorted(pairs.items()):
+        t2w_path = _lookup(inputs, {}, "_T2w", sid, single)
+        les_path = _lookup(lesions, target_lesions, "_lesions", sid, single)
+        mask_path = None
+        if mask is not None:
+            mask_path = mask if mask.is_file() else next(
+                (x for tag in ("_labels", "_mask", "_seg") if (x := _index(mask, tag).get(sid))), None)
+        lab_path = target_labels.get(sid) if mask_path is None else None
+        mask_arr = load_volume(mask_path, allow_zero=True).data if mask_path is not None else None
+        labels = load_volume(lab_path, allow_zero=True).data if lab_path is not None else None
+        if mask_arr is not None and mask_arr.max() > 1:  # a tissue-label map given as --mask
+            labels, mask_arr = mask_arr, None
+        unc_path = _uncertainty_beside(p)
+        subjects.append(SubjectData(
+            subject=sid, pred=load_volume(p), target=load_volume(t),
+            t2w=load_volume(t2w_path) if t2w_path is not None else None,
+            labels=np.rint(labels).astype(np.int16) if labels is not None else None,
+            lesions=np.rint(load_volume(les_path, allow_zero=True).data).astype(np.int16) if les_path else None,
+            mask=mask_arr, uncertainty=load_volume(unc_path, allow_zero=True) if unc_path else None,
+        ))
+
+    train = None
+    notes = []
+    if train_subjects is not None and inputs is not None and inputs.is_dir():
+        train = _train_stats(list(train_subjects), inputs, target, mask if mask is not None and mask.is_dir() else None)
+        notes.append(f"Fair baselines fit on {len(train)} training subject(s).")
+    elif inputs is not None:
+        notes.append("Fair baselines fit leave-one-subject-out over the evaluated subjects "
+                     "(no training subjects given).")
+    if unpaired:
+        notes.append(f"Predictions without a target (not evaluated): {', '.join(unpaired)}.")
+
+    table = evaluate_volumes(subjects, train=train, baselines=inputs is not None, use_lpips=use_lpips,
+                             show_progress=True, pred_norm=pred_norm)
+    summary = {
+        "n_subjects": len(subjects),
+        "subjects": [s.subject for s in subjects],
+        "unpaired_predictions": unpaired,
+        "seed": int(seed),
+        "bootstrap": {"n_resamples": N_BOOTSTRAP, "level": CI_LEVEL, "method": "percentile, subjects resampled"},
+        "conventions": {
+            "normalization": ("each volume mapped to [-1, 1] by its own 0.5/99.5 percentiles inside the body mask "
+                              "(no clipping); data_range = 2.0" if pred_norm == "own" or (pred_norm == "auto" and inputs is None) else
+                              "target mapped to [-1, 1] by its own 0.5/99.5 percentiles inside the body mask, "
+                              "predictions by their T2w's percentiles (the scale they were written in), no "
+                              "clipping; data_range = 2.0"),
+            "pred_norm": pred_norm,
+            "metrics": "MAE (normalized units) and PSNR (dB) pooled over body voxels; SSIM = mean SSIM map "
+                       "(Gaussian 11x11, sigma 1.5) over body voxels of the sagittal slices",
+            "lesions": "cr_<class> = contrast(pred)/contrast(STIR), contrast = (mean lesion - mean reference "
+                       "tissue)/mean reference on [0, 2]-shifted normalized images; cnr_<class> = (mean lesion - "
+                       "mean reference)/std(reference) in the method's image, cnr_target_<class> in real STIR",
+        },
+        "lpips": _lpips_status(table, use_lpips),
+        "methods": summarize(table, seed),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "metrics.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    atomic_write_text(out / "summary.json", dumps(summary))
+    for s in subjects:
+        write_montage(s, out / "montages" / f"{s.subject}.png", pred_norm)
+    return write_report(table, summary, subjects, out, notes)
+
+
+def parse_train_subjects(spec: str | None) -> list[str] | None:
+    """``--train-subjects``: a ``splits.json`` path (its ``"train"`` list) or comma-separated subject ids."""
+    if spec is None:
+        return None
+    path = Path(spec)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise InputError(f"{path}: no such splits file")
+        try:
+            ids = json.loads(path.read_text())["train"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InputError(f"{path}: expected a JSON object with a 'train' list of subject ids") from exc
+        return [str(i) for i in ids]
+    ids = [s.strip() for s in spec.split(",") if s.strip()]
+    if not ids:
+        raise InputError(f"--train-subjects: no subject ids in {spec!r}")
+    return ids
+
+
+def _uncertainty_beside(pred_path: Path) -> Path | None:
+    from ..synthesis import uncertainty_path
+
+    p = uncertainty_path(pred_path)
+    return p if p.is_file() else None
+
+
+def _lpips_status(table: pd.DataFrame, requested: bool) -> str:
+    if not requested:
+        return "not requested"
+    if bool(table["lpips_available"].all()):
+        return "computed (AlexNet LPIPS from the local torch cache)"
+    return ("unavailable: pretrained backbone weights are not in the local torch cache (nothing is downloaded); "
+            "reported as NaN")
+
