@@ -36,7 +36,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from .datasets import PairedSliceDataset, SliceStack, UnpairedSliceDataset
-from .manifest import Subject
+from .layout import Subject
 from .transforms import AugmentSettings
 
 

@@ -1,11 +1,11 @@
-"""Subject manifests (phantom layout, CSV) and subject-level splits."""
+"""Dataset layouts (phantom, CSV, BIDS) and subject-level splits."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from synthseq.data.manifest import (
+from synthseq.data.layout import (
     Subject,
     load_subjects,
     read_manifest_csv,
