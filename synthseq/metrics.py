@@ -49,8 +49,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import codes
+from .codes import body_mask_from_labels
 from .data.normalize import NormParams, apply_normalization, fit_normalization
-from .phantom import codes
 
 #: Width of the model space [-1, 1]: the data_range of every metric on normalized images.
 MODEL_DATA_RANGE = 2.0
@@ -62,7 +63,7 @@ MIN_REFERENCE_VOXELS = 10
 LPIPS_MIN_SIZE = 64
 
 # --------------------------------------------------------------------------------------- code tables
-#: ``{name: code}`` of the phantom's tissue labels and lesion codes (docs/overview.md, synthseq.phantom.codes).
+#: ``{name: code}`` of the phantom's tissue labels and lesion codes (:mod:`synthseq.codes`).
 TISSUE_CODES: dict[str, int] = {name: code for code, name in codes.TISSUES.items()}
 LESION_CODES: dict[str, int] = {name: code for code, name in codes.LESIONS.items()}
 
@@ -80,11 +81,6 @@ REFERENCE_TISSUES: dict[str, tuple[tuple[str, ...], ...]] = {
     "hemangioma": (("vertebral_marrow",),),
     "modic1": (("vertebral_marrow",),),
 }
-
-
-def body_mask_from_labels(labels: np.ndarray) -> np.ndarray:
-    """Body mask from phantom tissue labels: ``labels > 0`` and not airway (docs/overview.md)."""
-    return codes.body_mask(labels)
 
 
 # ------------------------------------------------------------------------------------------ helpers

@@ -2,9 +2,9 @@
 
 Method (documented so results can be reproduced by hand):
 
-1. **Regions** come from the tissue label map (phantom codes, ``docs/overview.md``): spinal cord (11),
-   vertebral marrow (7), posterior ligamentous complex = ligamentum flavum (14) + interspinous/supraspinous
-   ligament (15), and paraspinal muscle (3) as the reference tissue.
+1. **Regions** come from the tissue label map (:mod:`synthseq.codes`): spinal cord,
+   vertebral marrow, posterior ligamentous complex = ligamentum flavum + interspinous/supraspinous ligament,
+   and paraspinal muscle as the reference tissue.
 2. **Cord, level by level.** The cord is thin (2-4 voxels across at clinical resolution) and every border voxel
    shares partial volume with the bright CSF around it, so single voxels cannot tell edema from CSF. Instead each
    superior-inferior level (row of the canonical sagittal slices, ``synthseq.data.slicing``) is summarized by
@@ -41,12 +41,14 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..codes import L, T
 from ..errors import InputError
 from ..io import Volume, anatomical_axis, load_volume
 
-CORD, MARROW, MUSCLE = 11, 7, 3
-PLC = (14, 15)
-LESION_MARROW, LESION_PLC, LESION_CORD_EDEMA, LESION_CORD_HEMORRHAGE = 1, 2, 3, 4
+CORD, MARROW, MUSCLE = T["cord"], T["vertebral_marrow"], T["muscle"]
+PLC = (T["ligamentum_flavum"], T["interspinous_ligament"])
+LESION_MARROW, LESION_PLC = L["marrow_edema"], L["plc_injury"]
+LESION_CORD_EDEMA, LESION_CORD_HEMORRHAGE = L["cord_edema"], L["cord_hemorrhage"]
 
 FEATURE_NAMES = ("cord_lesion_length_mm", "cord_edema_ml", "marrow_edema_ml", "marrow_edema", "plc_signal",
                  "plc_hyper_fraction")
@@ -172,8 +174,8 @@ def extract_features(image: Volume, labels: Volume, settings: FeatureSettings = 
 def lesion_truth(lesions: Volume, labels: Volume | None = None) -> dict[str, float]:
     """The same quantities measured on a lesion-code mask (phantom ``_lesions``): the reference standard.
 
-    Cord lesion length spans cord edema and hemorrhage (codes 3, 4); cord edema volume counts code 3; marrow
-    edema counts code 1 (inside the marrow label when labels are given, matching what the method can see).
+    Cord lesion length spans cord edema and hemorrhage; cord edema volume counts cord edema only; marrow
+    edema counts marrow edema (inside the marrow label when labels are given, matching what the method can see).
     """
     les = np.rint(np.asarray(lesions.data)).astype(np.int64)
     vml = _voxel_ml(lesions.affine)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import metrics as M
 from ..baselines import PairStats, pair_stats
+from ..codes import body_mask_from_labels
 from ..errors import InputError
 from ..io import load_volume
 from ..stats import CI_LEVEL, N_BOOTSTRAP, dumps
@@ -69,7 +69,7 @@ def _train_stats(subject_ids: Sequence[str], inputs: Path | None, target: Path, 
         if sid not in t2 or sid not in stir:
             raise InputError(f"{inputs or target}: training subject {sid} has no T2w / STIR pair for the baselines")
         lab = load_volume(labels[sid], allow_zero=True).data if sid in labels else None
-        body = M.body_mask_from_labels(lab) if lab is not None else None
+        body = body_mask_from_labels(lab) if lab is not None else None
         stats.append(pair_stats(load_volume(t2[sid]), load_volume(stir[sid]), body, sid))
     return stats
 

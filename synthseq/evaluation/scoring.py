@@ -16,6 +16,7 @@ import pandas as pd
 
 from .. import metrics as M
 from ..baselines import BASELINES, HistogramMatching, LinearFit, PairStats, pair_stats
+from ..codes import body_mask_from_labels
 from ..data.normalize import NormParams, apply_normalization, fit_normalization, normalize
 from ..data.slicing import SagittalView
 from ..errors import InputError
@@ -47,7 +48,7 @@ class SubjectData:
 
     def body_mask(self) -> tuple[np.ndarray, str]:
         if self.labels is not None:
-            return M.body_mask_from_labels(self.labels), "labels"
+            return body_mask_from_labels(self.labels), "labels"
         if self.mask is not None:
             return np.asarray(self.mask) > 0, "mask"
         from ..data.datasets import body_mask_from_intensity

@@ -17,6 +17,7 @@ import json
 import re
 from pathlib import Path
 
+from ..codes import L
 from ..errors import InputError
 
 MANIFEST = "manifest.json"
@@ -28,12 +29,12 @@ STACK = "stack.nii"
 FORMAT = "synthseq-reader-study"
 
 #: Findings asked about, in page order: (column name, label shown to readers, lesion codes that make it present).
-#: Cord edema counts code 4 (cord hemorrhage) too: a hemorrhagic contusion shows abnormal (edematous) cord
+#: Cord edema counts cord hemorrhage too: a hemorrhagic contusion shows abnormal (edematous) cord
 #: signal on STIR, and readers are asked about abnormal cord signal, not about blood products.
 FINDINGS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
-    ("marrow_edema", "Bone-marrow edema", (1,)),
-    ("plc_injury", "PLC injury", (2,)),
-    ("cord_edema", "Cord edema", (3, 4)),
+    ("marrow_edema", "Bone-marrow edema", (L["marrow_edema"],)),
+    ("plc_injury", "PLC injury", (L["plc_injury"],)),
+    ("cord_edema", "Cord edema", (L["cord_edema"], L["cord_hemorrhage"])),
 )
 FINDING_NAMES = tuple(name for name, _, _ in FINDINGS)
 
