@@ -7,13 +7,15 @@ Layout written (``docs/overview.md``)::
     DIR/cohort.csv                        one row per subject (cohort.COLUMNS)
     DIR/sub-0001/sub-0001_T2w.nii.gz      float32, sagittal acquisition, real-world affine (storage P-I-R)
     DIR/sub-0001/sub-0001_STIR.nii.gz     float32, same grid
+    DIR/sub-0001/sub-0001_T1w.nii.gz      float32, same grid (T1-weighted FSE, own noise)
     DIR/sub-0001/sub-0001_labels.nii.gz   uint8 tissue codes (codes.TISSUES)
     DIR/sub-0001/sub-0001_lesions.nii.gz  uint8 lesion codes (codes.LESIONS)
     DIR/preview.png                       optional: mid-sagittal T2w | STIR | labels of a few subjects
 
 Randomness: subject ``k`` (0-based) uses the seed ``SeedSequence([seed, k])``, split into independent
-streams (case, anatomy, protocol, noise, outcome, misregistration), so subject k is the same whatever the
-number of subjects, and switching misregistration on changes nothing but the STIR shift.
+streams (case, anatomy, protocol, noise, outcome, misregistration, T1w protocol + noise), so subject k is the
+same whatever the number of subjects, switching misregistration on changes nothing but the STIR shift, and
+the T1w (the seventh stream, added later) left every T2w and STIR voxel as it was.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..utils import progress as progress_bar
 from .anatomy import CLASS_LABEL, Canvas, SpineFrame, class_composition, paint_anatomy, sample_anatomy
 from .codes import LESIONS, TISSUES
 from .codes import L as LES
+from .codes import T as TISSUE
 from .cohort import COLUMNS, model_description, sample_clinical, sample_demographics, sample_outcomes
 from .injuries import render_marrow, render_soft_lesions, sample_plan
 from .presets import Preset, get_preset
@@ -45,6 +48,7 @@ from .sequences import (
     inplane_psf,
     rician,
     sample_protocol,
+    sample_t1w_protocol,
     shift_volume,
     slab_average,
 )
@@ -52,15 +56,15 @@ from .tissues import FIELDS
 
 GENERATOR = "synthseq.phantom"
 GENERATOR_VERSION = "1.0"
-SEQUENCES = ("T2w", "STIR", "labels", "lesions")
+SEQUENCES = ("T2w", "STIR", "T1w", "labels", "lesions")
 
 
 @dataclass
 class PhantomSubject:
     """One generated subject, in memory.
 
-    ``t2w``/``stir`` hold float32 ``(AP, SI, LR)`` arrays in scanner units; ``labels``/``lesions`` uint8
-    codes on the same grid (affine identical for all four).
+    ``t2w``/``stir``/``t1w`` hold float32 ``(AP, SI, LR)`` arrays in scanner units; ``labels``/``lesions`` uint8
+    codes on the same grid (affine identical for all five).
     """
 
     subject_id: str
@@ -73,6 +77,7 @@ class PhantomSubject:
     anatomy: dict
     cohort: dict  #: the cohort.csv row (clinical variables, imaging flags measured on the mask, outcomes)
     extra: dict = field(default_factory=dict, repr=False)
+    t1w: Volume | None = None  #: T1-weighted FSE (always set by generate_subject; last so old call sites work)
 
 
 def subject_seed(seed: int, index: int) -> int:
@@ -138,7 +143,7 @@ def measure_imaging(lesions: np.ndarray, affine: np.ndarray) -> dict:
 
 def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", field_strength: float = 1.5,
                      misregistration_mm: float = 0.0) -> PhantomSubject:
-    """Simulate one subject: anatomy, injuries, T2w and STIR acquisitions, labels and the cohort row.
+    """Simulate one subject: anatomy, injuries, T2w, STIR and T1w acquisitions, labels and the cohort row.
 
     Args:
         subject_id: e.g. ``"sub-0001"`` (goes into the cohort row).
@@ -151,8 +156,9 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
     fs = _check_field(field_strength)
     if misregistration_mm < 0:
         raise ConfigError(f"misregistration_mm: must be >= 0, got {misregistration_mm}")
-    streams = np.random.SeedSequence(int(rng_seed)).spawn(6)
-    r_case, r_anat, r_prot, r_noise, r_out, r_mis = (np.random.default_rng(s) for s in streams)
+    # spawn(7)'s first six children are spawn(6)'s: the T1w stream leaves the other streams unchanged
+    streams = np.random.SeedSequence(int(rng_seed)).spawn(7)
+    r_case, r_anat, r_prot, r_noise, r_out, r_mis, r_t1 = (np.random.default_rng(s) for s in streams)
 
     demo = sample_demographics(r_case)
     anat = sample_anatomy(r_anat, demo.age, demo.sex)
@@ -170,20 +176,30 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
     painted = paint_anatomy(cv, anat, plan)
 
     prot = sample_protocol(r_prot, fs, pr, float(misregistration_mm), r_mis)
+    sample_t1w_protocol(r_t1, prot, pr)
     book = SignalBook(prot)
-    lut_t2, lut_st = book.lut(class_composition(anat.ff_marrow))
+    comps = class_composition(anat.ff_marrow)
+    lut_t2, lut_st = book.lut(comps)
     t2f = lut_t2[cv.cls]
     stf = lut_st[cv.cls]
     lesf = np.zeros_like(cv.cls)
     render_marrow(cv, painted, anat, plan, book, t2f, stf, lesf)
     render_soft_lesions(cv, painted, anat, plan, book, t2f, stf, lesf)
+    # T1w: the same renderers with the T1w signals (one array for both of their outputs; the lesion
+    # codes they write are the same as above, so they go to a scratch array)
+    t1f = book.lut_t1w(comps)[cv.cls]
+    scratch = np.zeros_like(lesf)
+    render_marrow(cv, painted, anat, plan, book.t1w_view(), t1f, t1f, scratch)
+    render_soft_lesions(cv, painted, anat, plan, book.t1w_view(), t1f, t1f, scratch)
+    del scratch
 
     ss = pr.supersample
     t2 = inplane_psf(slab_average(t2f, ss))
+    t1 = inplane_psf(slab_average(t1f, ss))  # T1w signals are all positive (no inversion)
     st = np.abs(inplane_psf(slab_average(stf, ss)))  # complex (signed) sum within the voxel, then magnitude
     labels = CLASS_LABEL[cv.cls[ss // 2::ss]]
     lesions = lesf[ss // 2::ss]
-    del t2f, stf, lesf
+    del t2f, stf, lesf, t1f
     if any(prot.misregistration_mm):
         sx, sy, sz = prot.misregistration_mm
         st = shift_volume(st, (sx / pr.slice_mm, -sy / pr.pixel_mm, -sz / pr.pixel_mm))
@@ -191,12 +207,14 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
     csf_t2, csf_st = book.t2w["csf"], abs(book.stir["csf"])
     t2 = rician(t2 * bias, csf_t2 / prot.snr_t2w, r_noise) * np.float32(prot.gain_t2w / csf_t2)
     st = rician(st * bias, csf_st / prot.snr_stir, r_noise) * np.float32(prot.gain_stir / csf_st)
+    mus_t1 = book.t1w["muscle"]
+    t1 = rician(t1 * bias, mus_t1 / prot.snr_t1w, r_t1) * np.float32(prot.gain_t1w / mus_t1)
 
     # (slice, AP, SI) -> storage (AP, SI, LR)
     def store(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a.transpose(1, 2, 0))
 
-    t2, st, labels, lesions = store(t2), store(st), store(labels), store(lesions)
+    t2, st, t1, labels, lesions = store(t2), store(st), store(t1), store(labels), store(lesions)
     imaging = measure_imaging(lesions, affine)
     outcomes = sample_outcomes(r_out, clinical, imaging)
     row = {"subject": subject_id, **clinical, **imaging, **outcomes}
@@ -213,6 +231,7 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
         labels=vol(labels, "tissue labels", np.uint8), lesions=vol(lesions, "lesion labels", np.uint8),
         acquisition=acq, injuries=plan.to_dict(), anatomy={"age": demo.age, **anat.summary()}, cohort=row,
         extra={"severity": demo.severity, "injured": demo.injured},
+        t1w=vol(t1, f"T1w TR={prot.t1w_tr_ms:.0f} TE={prot.t1w_te_ms:.0f}", np.float32),
     )
 
 
@@ -259,7 +278,7 @@ def generate_dataset(out_dir: str | Path, subjects: int = 8, seed: int = 0, pres
         rec = generate_subject(sid, rs, preset=pr.name, field_strength=fs, misregistration_mm=misregistration_mm)
         folder = out / sid
         folder.mkdir(exist_ok=True)
-        for name, v, dt in (("T2w", rec.t2w, np.float32), ("STIR", rec.stir, np.float32),
+        for name, v, dt in (("T2w", rec.t2w, np.float32), ("STIR", rec.stir, np.float32), ("T1w", rec.t1w, np.float32),
                             ("labels", rec.labels, np.uint8), ("lesions", rec.lesions, np.uint8)):
             save_volume(v, folder / f"{sid}_{name}.nii.gz", dtype=dt, overwrite=True)
         rows.append(rec.cohort)
@@ -292,7 +311,7 @@ def generate_dataset(out_dir: str | Path, subjects: int = 8, seed: int = 0, pres
 # -------------------------------------------------------------------------------------------------- preview
 def _midline_slice(labels: np.ndarray) -> int:
     """Sagittal slice (last storage axis) holding the most cord + CSF: the subject's midline."""
-    return int(np.argmax(np.isin(labels, (10, 11)).sum(axis=(0, 1))))
+    return int(np.argmax(np.isin(labels, (TISSUE["csf"], TISSUE["cord"])).sum(axis=(0, 1))))
 
 
 def _preview_panels(rec: PhantomSubject) -> dict:

@@ -22,6 +22,7 @@ class Preset:
         snr_t2w: range of the per-subject T2w SNR (CSF signal / noise sigma).
         snr_stir: range of the STIR SNR (its CSF signal / noise sigma); STIR is usually run with more
             averages, which brings its SNR close to the T2w's.
+        snr_t1w: range of the T1w SNR (muscle signal / noise sigma: CSF is dark on T1w).
     """
 
     name: str
@@ -33,6 +34,7 @@ class Preset:
     dens_from_top_mm: float
     snr_t2w: tuple[float, float]
     snr_stir: tuple[float, float]
+    snr_t1w: tuple[float, float] = (20.0, 35.0)
 
     @property
     def fov_mm(self) -> tuple[float, float]:
@@ -44,9 +46,11 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     # 240 mm FOV, 256x256 (0.94 mm), 16 x 3 mm sagittal slices: a clinical cervical T2w/STIR protocol.
-    "default": Preset("default", (256, 256), 0.9375, 16, 3.0, 3, 56.0, (22.0, 40.0), (18.0, 32.0)),
+    "default": Preset("default", (256, 256), 0.9375, 16, 3.0, 3, 56.0, (22.0, 40.0), (18.0, 32.0),
+                       (20.0, 35.0)),
     # 176 mm FOV, 64x64 (2.75 mm), 10 x 4 mm: C1-T2 in a few milliseconds. Bigger voxels, higher SNR.
-    "tiny": Preset("tiny", (64, 64), 2.75, 10, 4.0, 3, 28.0, (35.0, 60.0), (28.0, 48.0)),
+    "tiny": Preset("tiny", (64, 64), 2.75, 10, 4.0, 3, 28.0, (35.0, 60.0), (28.0, 48.0),
+                    (30.0, 50.0)),
 }
 
 

@@ -4,6 +4,9 @@ Signal equations (per compartment; a voxel sums its compartments *with sign*, th
 
 * T2-weighted fast spin echo: ``S = PD (1 - exp(-TR/T1)) exp(-TE/T2)`` (fat bright through its long
   apparent FSE T2, see ``tissues.py``);
+* T1-weighted fast spin echo: the same equation with a short TR and TE (TR 450-700 ms, TE 8-15 ms), so the
+  T1 term dominates: fat (T1 250 ms at 1.5 T) bright, CSF (T1 ~4.2 s) dark, marrow oedema (water replacing
+  fat, longer T1) darker than normal marrow;
 * STIR (inversion recovery FSE): ``S = PD (1 - 2 exp(-TI/T1) + exp(-TR/T1)) exp(-TE/T2)``, signed, with
   TI chosen to null fat at the field: ``TI = T1_fat ln(2 / (1 + exp(-TR/T1_fat)))`` (~173 ms at 1.5 T,
   ~236 ms at 3 T), plus a small per-subject deviation (imperfect null, as on real scanners).
@@ -13,11 +16,14 @@ the ~3 mm slice; complex averaging before the magnitude, so fat and water cancel
 an in-plane point-spread function (Gaussian, ~0.45 voxel),
 a smooth multiplicative receive-coil bias field (posterior neck coil: brighter posteriorly), an optional
 rigid STIR-vs-T2w misregistration, and Rician noise ``|S + n1 + i n2|`` at a per-subject SNR.
+The T1w is acquired on the T2w's grid (same anatomy, same bias field, no misregistration) with its own
+protocol and noise draws from a separate random stream, so adding it changed no T2w or STIR voxel.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 
 import numpy as np
 from scipy import ndimage
@@ -29,6 +35,11 @@ from .tissues import COMPARTMENTS, Relaxation, relaxation
 def t2w_signal(r: Relaxation, tr: float, te: float) -> float:
     """Fast spin-echo T2w signal of one compartment (arbitrary units, PD = 1 water ~ 0..1)."""
     return r.pd * (1.0 - np.exp(-tr / r.t1)) * np.exp(-te / r.t2)
+
+
+def t1w_signal(r: Relaxation, tr: float, te: float) -> float:
+    """Fast spin-echo T1w signal: :func:`t2w_signal` at a short TR/TE (the T1 saturation term dominates)."""
+    return t2w_signal(r, tr, te)
 
 
 def stir_signal(r: Relaxation, tr: float, ti: float, te: float) -> float:
@@ -58,6 +69,10 @@ class Protocol:
     gain_t2w: float  #: scanner-unit scale of T2w
     gain_stir: float
     misregistration_mm: tuple[float, float, float]  #: STIR shift (R, A, S) in world mm
+    t1w_tr_ms: float = 550.0  #: T1w FSE repetition time (ms)
+    t1w_te_ms: float = 11.0  #: T1w FSE echo time (ms)
+    snr_t1w: float = 30.0  #: muscle signal / noise sigma on T1w (CSF is dark there)
+    gain_t1w: float = 1000.0  #: scanner-unit scale of T1w (muscle maps to ``gain_t1w / 4``)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -87,23 +102,46 @@ def sample_protocol(rng: np.random.Generator, field_strength: float, preset: Pre
     )
 
 
+def sample_t1w_protocol(rng: np.random.Generator, prot: Protocol, preset: Preset) -> Protocol:
+    """Fill the T1w fields of ``prot`` (TR 450-700 ms, TE 8-15 ms, SNR from the preset) from their own stream."""
+    prot.t1w_tr_ms = float(rng.uniform(450.0, 700.0))
+    prot.t1w_te_ms = float(rng.uniform(8.0, 15.0))
+    prot.snr_t1w = float(rng.uniform(*preset.snr_t1w))
+    prot.gain_t1w = float(rng.uniform(800.0, 1400.0))
+    return prot
+
+
 class SignalBook:
-    """Signals of every compartment for one protocol: ``t2w[name]`` and signed ``stir[name]`` (floats)."""
+    """Signals of every compartment for one protocol: ``t2w[name]``, signed ``stir[name]``, ``t1w[name]`` (floats)."""
 
     def __init__(self, prot: Protocol):
         f = prot.field_strength_T
         self.t2w: dict[str, float] = {}
         self.stir: dict[str, float] = {}
+        self.t1w: dict[str, float] = {}
         for name in COMPARTMENTS:
             r = relaxation(name, f)
             self.t2w[name] = float(t2w_signal(r, prot.t2w_tr_ms, prot.t2w_te_ms))
             self.stir[name] = float(stir_signal(r, prot.stir_tr_ms, prot.stir_ti_ms, prot.stir_te_ms))
+            self.t1w[name] = float(t1w_signal(r, prot.t1w_tr_ms, prot.t1w_te_ms))
+
+    def t1w_view(self) -> SimpleNamespace:
+        """A book whose ``t2w`` and ``stir`` both hold the T1w signals.
+
+        The lesion renderers (``injuries.py``) mix compartments linearly into a ``(t2w, stir)`` pair; handing
+        them this view with one array for both renders the T1w with exactly the same anatomy and injuries.
+        """
+        return SimpleNamespace(t2w=self.t1w, stir=self.t1w)
 
     def lut(self, compositions: list[dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
         """Per-class T2w and signed STIR signal tables from compartment fractions."""
         t2 = np.array([sum(w * self.t2w[c] for c, w in comp.items()) for comp in compositions], np.float32)
         st = np.array([sum(w * self.stir[c] for c, w in comp.items()) for comp in compositions], np.float32)
         return t2, st
+
+    def lut_t1w(self, compositions: list[dict[str, float]]) -> np.ndarray:
+        """Per-class T1w signal table from compartment fractions."""
+        return np.array([sum(w * self.t1w[c] for c, w in comp.items()) for comp in compositions], np.float32)
 
 
 def slab_average(fine: np.ndarray, supersample: int) -> np.ndarray:

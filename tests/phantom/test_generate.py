@@ -12,12 +12,16 @@ from synthseq.errors import ConfigError, InputError
 from synthseq.io import anatomical_axis, load_volume, orientation_code
 from synthseq.phantom import PRESETS, generate_dataset, generate_subject, subject_seed
 
-KINDS = ("T2w", "STIR", "labels", "lesions")
+KINDS = ("T2w", "STIR", "T1w", "labels", "lesions")
 
 
 def _digest(folder):
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".png"}
+
+
+def acq_of(meta, sid):
+    return meta["subjects"][sid]["acquisition"]
 
 
 def test_layout_and_dtypes(tiny_dataset):
@@ -29,9 +33,14 @@ def test_layout_and_dtypes(tiny_dataset):
     assert "coefficients" in meta["cohort_model"]["ambulation_discharge"]
     acq = meta["subjects"]["sub-0002"]["acquisition"]
     assert 2500 <= acq["t2w_tr_ms"] <= 4000 and 85 <= acq["t2w_te_ms"] <= 115 and 150 <= acq["stir_ti_ms"] <= 190
+    assert 450 <= acq["t1w_tr_ms"] <= 700 and 8 <= acq["t1w_te_ms"] <= 15 and acq["snr_t1w"] > 0
+    assert meta["files"]["T1w"] == "{subject}/{subject}_T1w.nii.gz"
     for sid in meta["subjects"]:
         imgs = {k: nib.load(tiny_dataset / sid / f"{sid}_{k}.nii.gz") for k in KINDS}
         assert imgs["T2w"].get_data_dtype() == np.float32 and imgs["STIR"].get_data_dtype() == np.float32
+        assert imgs["T1w"].get_data_dtype() == np.float32
+        assert imgs["T1w"].header["descrip"].tobytes().decode().rstrip("\x00").endswith(
+            f"T1w TR={acq_of(meta, sid)['t1w_tr_ms']:.0f} TE={acq_of(meta, sid)['t1w_te_ms']:.0f}")
         assert imgs["labels"].get_data_dtype() == np.uint8 and imgs["lesions"].get_data_dtype() == np.uint8
         for img in imgs.values():
             assert img.shape == imgs["T2w"].shape

@@ -98,6 +98,54 @@ def test_t2w_to_stir_is_not_a_monotone_mapping(tiny_subjects):
     assert _mean(rec.stir.data, fat) < _mean(rec.stir.data, cord)
 
 
+# ---------------------------------------------------------------------------------------------------- T1w
+MUSCLE, AIR = 3, 0
+
+
+def test_t1w_marrow_edema_dark_fat_bright_csf_dark(tiny_subjects, default_subject):
+    """T1w: oedema (water replacing fat, longer T1) darker than normal marrow; fat bright; CSF dark."""
+    from synthseq.metrics import lesion_cnr, reference_masks
+
+    lab, les, t1 = default_subject.labels.data, default_subject.lesions.data, default_subject.t1w.data
+    # the evaluation's own CNR: reference = normal marrow in the slices holding the oedema
+    ref = reference_masks(lab, les, slice_axis=2)["marrow_edema"]
+    assert lesion_cnr(t1, les == 1, ref) <= -2.0
+    checked = 0
+    for rec in [*tiny_subjects, default_subject]:
+        lab, les, t1 = rec.labels.data, rec.lesions.data, rec.t1w.data
+        assert _mean(t1, lab == FAT) > 1.8 * _mean(t1, lab == MUSCLE), rec.subject_id
+        assert _mean(t1, lab == CSF) < 0.8 * _mean(t1, lab == MUSCLE), rec.subject_id
+        assert _mean(t1, lab == CSF) < 0.4 * _mean(t1, lab == FAT), rec.subject_id
+        edema, normal = (les == 1) & (lab == MARROW), (les == 0) & (lab == MARROW)
+        if edema.sum() >= 5:
+            assert _mean(t1, edema) < 0.85 * _mean(t1, normal), rec.subject_id
+            checked += 1
+    assert checked >= 5
+
+
+def test_t1w_same_grid_own_noise(default_subject):
+    rec = default_subject
+    assert rec.t1w.shape == rec.t2w.shape
+    np.testing.assert_array_equal(rec.t1w.affine, rec.t2w.affine)
+    from scipy import ndimage
+
+    # background a few voxels away from the body (no blurred edge) is pure Rician noise in both:
+    # independent draws are uncorrelated there
+    air = ~ndimage.binary_dilation(rec.labels.data != AIR, iterations=4)
+    r = np.corrcoef(rec.t1w.data[air].ravel(), rec.t2w.data[air].ravel())[0, 1]
+    assert abs(r) < 0.05 and rec.t1w.data[air].std() > 0
+
+
+def test_t1w_signal_equation_and_protocol():
+    from synthseq.phantom.sequences import t1w_signal
+
+    r = relaxation("fat", 1.5)
+    assert t1w_signal(r, 550, 10) == pytest.approx(0.9 * (1 - np.exp(-550 / 250)) * np.exp(-10 / 130))
+    # short TR: T1 contrast dominates (fat > marrow water > CSF), the reverse of CSF on T2w
+    sig = {n: t1w_signal(relaxation(n, 1.5), 550, 10) for n in ("fat", "marrow_water", "edema_water", "csf")}
+    assert sig["fat"] > sig["marrow_water"] > sig["edema_water"] > sig["csf"]
+
+
 # ------------------------------------------------------------------------------ signal equations and noise
 def test_signal_equations_by_hand():
     r = relaxation("csf", 1.5)
