@@ -13,7 +13,7 @@ The frame follows a lordotic centre line (the posterior body line, George's line
 the thoracic kyphosis below. Each shape is an implicit function (superellipsoids, ellipses swept along s,
 rotated plates) evaluated only inside its bounding box on a fine grid (thin sub-slices for partial volume).
 Shapes are painted in anatomical order, later shapes win, into *render classes*: tissue compositions that
-map to the public label codes (``codes.TISSUES``) through :data:`CLASS_LABEL`.
+map to the public label codes (``codes.TISSUES``) through :data:`classes.CLASS_LABEL`.
 """
 
 from __future__ import annotations
@@ -22,56 +22,34 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .codes import T as LABEL
+from .classes import (  # noqa: F401  (re-exported: the render classes used to live here)
+    AIR,
+    AIRWAY,
+    ANNULUS,
+    BRAIN,
+    CLASS_LABEL,
+    CORD,
+    CORTEX,
+    CSF,
+    EPIFAT,
+    FLAVUM,
+    IM_FAT,
+    ISL,
+    LONGLIG,
+    MARROW,
+    MUSCLE,
+    N_CLASSES,
+    NUCLEUS,
+    POST_CORTEX,
+    POST_MARROW,
+    PREVERT,
+    SKIN,
+    SKULL_CORTEX,
+    SKULL_MARROW,
+    SUBCUT_FAT,
+    class_composition,
+)
 from .injuries import InjuryPlan
-
-# ------------------------------------------------------------------------------------------ render classes
-AIR, SKIN, SUBCUT_FAT, MUSCLE, PREVERT, AIRWAY, CORTEX, MARROW, ANNULUS, NUCLEUS, CSF, CORD, EPIFAT, \
-    LONGLIG, FLAVUM, ISL, POST_CORTEX, SKULL_CORTEX, BRAIN, POST_MARROW, SKULL_MARROW, IM_FAT = range(22)
-N_CLASSES = 22
-
-#: render class -> public label code
-CLASS_LABEL = np.array([
-    0, LABEL["skin"], LABEL["subcutaneous_fat"], LABEL["muscle"], LABEL["prevertebral_soft_tissue"],
-    LABEL["airway"], LABEL["vertebral_cortex"], LABEL["vertebral_marrow"], LABEL["disc_annulus"],
-    LABEL["disc_nucleus"], LABEL["csf"], LABEL["cord"], LABEL["epidural_fat"], LABEL["longitudinal_ligament"],
-    LABEL["ligamentum_flavum"], LABEL["interspinous_ligament"], LABEL["posterior_elements"],
-    LABEL["skull_base"], LABEL["brain"], LABEL["posterior_elements"], LABEL["skull_base"],
-    LABEL["intermuscular_fat"],
-], dtype=np.uint8)
-
-
-def class_composition(ff_marrow: float) -> list[dict[str, float]]:
-    """Compartment fractions of every render class (index = class id) for a subject's marrow fat fraction."""
-    def marrow(ff: float) -> dict[str, float]:
-        ff = float(np.clip(ff, 0.0, 0.95))
-        return {"fat": ff, "marrow_water": 1.0 - ff}
-
-    comp: list[dict[str, float]] = [{} for _ in range(N_CLASSES)]
-    comp[AIR] = {"air": 1.0}
-    comp[SKIN] = {"skin": 1.0}
-    comp[SUBCUT_FAT] = {"fat": 0.97, "skin": 0.03}  # thin fibrous septa
-    comp[MUSCLE] = {"muscle": 0.96, "fat": 0.04}  # physiological intramuscular fat
-    comp[PREVERT] = {"prevertebral": 1.0}
-    comp[AIRWAY] = {"air": 1.0}
-    comp[CORTEX] = {"cortical_bone": 1.0}
-    comp[MARROW] = marrow(ff_marrow)  # replaced voxel by voxel inside each vertebra
-    comp[ANNULUS] = {"annulus": 1.0}
-    comp[NUCLEUS] = {"nucleus": 1.0}
-    comp[CSF] = {"csf": 1.0}
-    comp[CORD] = {"cord": 1.0}
-    comp[EPIFAT] = {"fat": 0.85, "blood": 0.15}  # epidural fat with its venous plexus
-    comp[LONGLIG] = {"ligament": 1.0}
-    comp[FLAVUM] = {"ligament": 0.8, "muscle": 0.2}  # elastic, a little brighter than the other ligaments
-    comp[ISL] = {"ligament": 0.75, "fat": 0.25}  # thin ligaments with fat between them
-    comp[POST_CORTEX] = {"cortical_bone": 1.0}
-    comp[SKULL_CORTEX] = {"cortical_bone": 1.0}
-    comp[BRAIN] = {"brain": 1.0}
-    comp[POST_MARROW] = marrow(ff_marrow + 0.12)  # posterior elements: more yellow marrow
-    comp[SKULL_MARROW] = marrow(ff_marrow + 0.25)  # clivus / diploe: fatty in adults
-    comp[IM_FAT] = {"fat": 1.0}
-    return comp
-
 
 # --------------------------------------------------------------------------------------- level geometry
 LEVELS = ("C2", "C3", "C4", "C5", "C6", "C7", "T1", "T2", "T3")
@@ -346,31 +324,73 @@ class Painted:
     extra: dict = field(default_factory=dict)  #: "canal": (box, mask) of a canal-compressing protrusion
 
 
-def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
-    """Paint the whole neck into ``cv.cls`` (in place) and return the geometry needed later."""
-    k = an.scale
-    S, T = cv.S, cv.T
-    nlev = len(LEVELS)
-    s_mid = an.s_mid
 
-    # ---- profiles along s: 1D functions, evaluated on the 2D S map or at single s values
-    def canal_ap_f(s):
+@dataclass
+class Geometry:
+    """Profiles shared by the painting stages: 2D ``(nj, nk)`` maps in the spine frame and 1D functions of s."""
+
+    k: float  #: the subject's scale
+    canal_ap: np.ndarray  #: canal A-P diameter (mm)
+    canal_w: np.ndarray  #: canal transverse width (mm)
+    t_cc: np.ndarray  #: canal centre (t, mm)
+    t_cp: np.ndarray  #: posterior canal wall (t, mm)
+    front: np.ndarray  #: anterior surface of the vertebral column (t, mm)
+    canal_scale: float
+    skull: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)  #: outer table ellipse (s_c, t_c, r_s, r_t)
+    post_surface: np.ndarray | None = None  #: posterior skin surface (t, mm)
+    skin_t: float = 1.8
+    tips: list[tuple[float, float, float, float, float, float]] = field(default_factory=list)
+    #: spinous processes: (s_base, t_base, angle, length, s_tip, t_tip) per level
+
+    def canal_ap_f(self, s):
         return _smooth(s, [(-10, 24), (2, 21), (12, 19), (30, 16.5), (45, 14.8), (120, 14.2), (145, 13.8),
-                           (300, 13.5)]) * an.canal_scale
+                           (300, 13.5)]) * self.canal_scale
 
-    def canal_w_f(s):
-        return _smooth(s, [(-10, 30), (10, 27), (40, 24), (100, 26), (140, 22), (300, 18)]) * an.canal_scale
+    def canal_w_f(self, s):
+        return _smooth(s, [(-10, 30), (10, 27), (40, 24), (100, 26), (140, 22), (300, 18)]) * self.canal_scale
 
-    def t_cp_f(s):
-        return -1.2 - canal_ap_f(s)
+    def t_cp_f(self, s):
+        return -1.2 - self.canal_ap_f(s)
 
-    canal_ap, canal_w = canal_ap_f(S), canal_w_f(S)
-    t_cc = -1.2 - 0.5 * canal_ap  # canal centre
-    t_cp = -1.2 - canal_ap  # posterior canal wall
-    front = np.interp(S, np.r_[-50, 8 * k, s_mid[0] + 4, s_mid, 400],
-                      np.r_[22 * k, 22 * k, an.body_d[0], an.body_d, an.body_d[-1]])
 
-    # ---- outer contour: skin, subcutaneous fat, muscle (head and neck)
+def geometry(cv: Canvas, an: Anatomy) -> Geometry:
+    """Profiles along s (canal size and position, the anterior column surface), evaluated on the S map."""
+    k, S = an.scale, cv.S
+    s_mid = an.s_mid
+    g = Geometry(k, None, None, None, None, None, an.canal_scale)  # type: ignore[arg-type]
+    g.canal_ap, g.canal_w = g.canal_ap_f(S), g.canal_w_f(S)
+    g.t_cc = -1.2 - 0.5 * g.canal_ap  # canal centre
+    g.t_cp = -1.2 - g.canal_ap  # posterior canal wall
+    g.front = np.interp(S, np.r_[-50, 8 * k, s_mid[0] + 4, s_mid, 400],
+                        np.r_[22 * k, 22 * k, an.body_d[0], an.body_d, an.body_d[-1]])
+    return g
+
+
+def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
+    """Paint the whole neck into ``cv.cls`` (in place) and return the geometry needed later.
+
+    Stages run in anatomical order, later ones overwrite earlier ones (see each stage's docstring).
+    """
+    g = geometry(cv, an)
+    paint_outer(cv, an, g)
+    g.tips = spinous_tips(an, plan, g)
+    paint_posterior_neck(cv, an, g)
+    paint_skull_base(cv, an, g)
+    prevert = paint_prevertebral(cv, an, plan, g)
+    paint_canal_walls(cv, an, g)
+    paint_posterior_elements(cv, an, g)
+    paint_atlas_dens(cv, an, g)
+    discs, verts = paint_discs_and_bodies(cv, an, plan)
+    cord, extra = paint_thecal_sac(cv, an, plan, g)
+    profiles = {**cord, "t_cc": g.t_cc, "t_cp": g.t_cp, "canal_ap": g.canal_ap, "front": g.front, **prevert}
+    profiles["tips"] = np.array([[tp[0], tp[1], tp[4], tp[5]] for tp in g.tips])
+    return Painted(verts, profiles, discs, extra)
+
+
+
+def paint_outer(cv: Canvas, an: Anatomy, g: Geometry) -> None:
+    """Outer contour of head and neck: skin, subcutaneous fat, muscle everywhere inside."""
+    k, S, T = g.k, cv.S, cv.T
     sc, tc, rs, rt = -60.0 * k, -22.0 * k, 60.0 * k, 68.0 * k  # outer table of the skull (ellipse in s, t)
     s_line = np.arange(-200.0, 320.0, 1.0)
     head = np.where(np.abs(s_line - sc) < rs + 5,
@@ -385,8 +405,8 @@ def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
                                    (150 * k, na + 6), (185 * k, na + 18), (320, na + 40)]), 7)
     P = np.interp(S, s_line, post).astype(np.float32)
     A = np.interp(S, s_line, ant).astype(np.float32)
-    g = np.sqrt(np.clip(1.0 - ((cv.x - float(np.mean(cv.xmid))) / (62.0 * k)) ** 2, 0.05, 1))[:, None, None]
-    depth = np.minimum(A[None] * g - T[None], T[None] - P[None] * g)
+    lat = np.sqrt(np.clip(1.0 - ((cv.x - float(np.mean(cv.xmid))) / (62.0 * k)) ** 2, 0.05, 1))[:, None, None]
+    depth = np.minimum(A[None] * lat - T[None], T[None] - P[None] * lat)
     fat = np.where(T > 0, an.fat_ant, np.where(S < 0, 3.5, an.fat_post * (1 + 0.3 * np.clip((S - 90) / 60, 0, 1))))
     skin_t = 1.8
     cls = cv.cls
@@ -394,8 +414,12 @@ def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
     cls[depth > skin_t] = SUBCUT_FAT
     cls[depth > (skin_t + fat)[None]] = MUSCLE
     del depth
+    g.skull, g.post_surface, g.skin_t = (sc, tc, rs, rt), P, skin_t
 
-    # ---- posterior neck: nuchal septum / ligament and intermuscular fat planes
+
+def spinous_tips(an: Anatomy, plan: InjuryPlan, g: Geometry) -> list[tuple[float, float, float, float, float, float]]:
+    """Base, angle, length and tip of each spinous process (a PLC injury fans the upper one upwards)."""
+    k, s_mid, nlev, t_cp_f = g.k, an.s_mid, len(LEVELS), g.t_cp_f
     tips = []
     for v in range(nlev):
         alpha = np.radians(_SP_ANG[v] - (plan.plc.widen_deg if plan.plc is not None and plan.plc.level == v else 0))
@@ -403,6 +427,14 @@ def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
         tb = float(t_cp_f(sb)) - 0.5
         L = _SP_LEN[v] * k
         tips.append((sb, tb, alpha, L, sb + L * np.sin(alpha), tb - L * np.cos(alpha)))
+    return tips
+
+
+def paint_posterior_neck(cv: Canvas, an: Anatomy, g: Geometry) -> None:
+    """Posterior neck: intermuscular fat planes, the nuchal ligament and septum, interspinous ligaments."""
+    k, S = g.k, cv.S
+    tips, t_cp, P, skin_t = g.tips, g.t_cp, g.post_surface, g.skin_t
+    tc, rt = g.skull[1], g.skull[3]
     tip_s = np.array([tp[4] for tp in tips])
     tip_t = np.array([tp[5] for tp in tips])
     inion = (-30.0 * k, tc - rt - 4.0)
@@ -430,7 +462,11 @@ def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
             & (Sb < tip_s[-1])
         bx.paint(isl, ISL, only=(MUSCLE, IM_FAT))
 
-    # ---- skull base, posterior fossa, brain
+
+def paint_skull_base(cv: Canvas, an: Anatomy, g: Geometry) -> None:
+    """Skull base, posterior fossa (brain, CSF spaces, tentorium), brainstem, clivus, sphenoid, condyles."""
+    k, S, T, cls, t_cp_f = g.k, cv.S, cv.T, cv.cls, g.t_cp_f
+    sc, tc, rs, rt = g.skull
     s_b, t_b = -6.0 * k, 3.0
     ca, sa_ = np.cos(np.radians(25)), np.sin(np.radians(25))
     a_cl = (S - s_b) * (-ca) + (T - t_b) * sa_  # along the clivus, upwards
@@ -481,7 +517,10 @@ def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
             q = ((bx.S - (-3 * k)) / 5.5) ** 2 + ((bx.T + 2) / 8) ** 2 + ((bx.X - side * 17) / 6) ** 2
             _bone(bx, q <= 1, q <= 0.55, SKULL_CORTEX, SKULL_MARROW)
 
-    # ---- prevertebral soft tissue and airway
+
+def paint_prevertebral(cv: Canvas, an: Anatomy, plan: InjuryPlan, g: Geometry) -> dict[str, np.ndarray]:
+    """Prevertebral soft tissue (thickened by prevertebral oedema) and the airway; returns their profiles."""
+    k, S, front, s_mid = g.k, cv.S, g.front, an.s_mid
     pv = _smooth(S, [(-30, 6), (15, 5), (45, 4), (70, 5), (95, 9), (112, 13), (135, 14), (300, 14)]) \
         * an.prevert_scale
     pv_extra = np.zeros_like(pv)
@@ -506,8 +545,13 @@ def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
         tcw = t1 + 0.5 * ap
         awm = ((Tb - tcw) / np.maximum(0.5 * ap, 0.1)) ** 2 + (Xb / aw_w[bx.sj, bx.sk][None]) ** 2 <= 1
         bx.paint(awm & (ap > 0.5), AIRWAY, only=(MUSCLE, PREVERT, SUBCUT_FAT))
+    return {"t_pv0": t_pv0, "t_aw0": t_aw0, "pv": pv, "pv_extra": pv_extra}
 
-    # ---- canal: foraminal fat, flavum, laminae, epidural fat, ligaments
+
+def paint_canal_walls(cv: Canvas, an: Anatomy, g: Geometry) -> None:
+    """Canal: foraminal fat, ligamentum flavum, laminae, epidural fat, posterior / anterior longitudinal ligaments."""
+    k, nlev = g.k, len(LEVELS)
+    canal_w, canal_ap, t_cc, front = g.canal_w, g.canal_ap, g.t_cc, g.front
     bx = cv.box(-4, 300, -45, 2, -40, 40)
     assert bx is not None
     Sb, Tb, Xb = bx.S, bx.T, bx.X
@@ -543,7 +587,11 @@ def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
         all_ = (bx2.T > fr - 0.5) & (bx2.T < fr + 1.2) & (np.abs(bx2.X) < 9) & (bx2.S > 14 * k)
         bx2.paint(all_, LONGLIG)
 
-    # ---- spinous processes, pillars, pedicles
+
+def paint_posterior_elements(cv: Canvas, an: Anatomy, g: Geometry) -> None:
+    """Spinous processes, articular pillars and pedicles."""
+    k, nlev, tips, s_mid = g.k, len(LEVELS), g.tips, an.s_mid
+    canal_ap_f, canal_w_f = g.canal_ap_f, g.canal_w_f
     for v in range(nlev):
         sb, tb, alpha, L, se, te = tips[v]
         h0 = 0.5 * _SP_THK[v] * k
@@ -586,7 +634,10 @@ def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
                 q = _p4((b.S - sp) / (0.3 * an.body_h[v])) + _p4((b.T + 3.0) / 4.5) + ((b.X - xp) / 2.8) ** 2
                 _bone(b, q <= 1, q <= 0.35, POST_CORTEX, POST_MARROW)
 
-    # ---- C1 ring and the dens
+
+def paint_atlas_dens(cv: Canvas, an: Anatomy, g: Geometry) -> None:
+    """The C1 ring (anterior arch, posterior arch, lateral masses) and the dens."""
+    k, t_cp_f = g.k, g.t_cp_f
     s1c = 8.5 * k
     t_cp1 = float(t_cp_f(s1c))
     b = cv.box(0, 20 * k, 8, 30, -14, 14)
@@ -609,7 +660,10 @@ def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
         qi = ((b.S - hs) / (hs - 0.8)) ** 2 + ((b.T - 6.3 * k) / (4.0 * k)) ** 2 + (b.X / (4.0 * k)) ** 2
         _bone(b, q <= 1, qi <= 1, CORTEX, MARROW)
 
-    # ---- discs (annulus first, bodies overwrite, nucleus last)
+
+def paint_discs_and_bodies(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> tuple[list, list[Vertebra]]:
+    """Discs and vertebral bodies: annulus first, bodies overwrite it, nucleus last."""
+    nlev, s_mid = len(LEVELS), an.s_mid
     discs: list[tuple[int, Box | None, float]] = []
     for d in range(nlev - 1):
         s0, s1 = s_mid[d], s_mid[d + 1]
@@ -647,8 +701,13 @@ def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
         hw = 0.25 * (an.body_w[d] + an.body_w[d + 1])
         q = ((b.S - sm) / (0.36 * gap + 0.5)) ** 2 + ((b.T - 0.44 * dep) / (0.28 * dep)) ** 2 + (b.X / (0.5 * hw)) ** 2
         b.paint(q <= 1, NUCLEUS, only=(ANNULUS,))
+    return discs, verts
 
-    # ---- thecal sac, cord (with compression), protrusion
+
+def paint_thecal_sac(cv: Canvas, an: Anatomy, plan: InjuryPlan, g: Geometry) -> tuple[dict, dict]:
+    """Thecal sac, cord (deformed by canal compression) and the compressing protrusion; cord profiles, extras."""
+    k, S = g.k, cv.S
+    t_cc, canal_ap, canal_w = g.t_cc, g.canal_ap, g.canal_w
     cord_a = _smooth(S, [(-10, 4.6), (8, 4.2), (40, 4.0), (70, 3.85), (95, 3.65), (118, 3.4), (140, 3.15),
                          (175, 3.0), (300, 2.9)]) * an.cord_scale
     cord_b = _smooth(S, [(-10, 6.3), (10, 5.6), (40, 5.9), (70, 6.5), (92, 6.8), (115, 6.1), (140, 5.0),
@@ -695,11 +754,8 @@ def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
             else:
                 _bone(b, prot, prot & (q <= 0.5), CORTEX, MARROW)
             painted_extra["canal"] = (b, np.broadcast_to(prot, b.canvas.cls[b.index].shape).copy())
-    profiles = {"t_cord": t_cord, "cord_a": cord_a, "cord_b": cord_b, "t_cc": t_cc, "t_cp": t_cp,
-                "canal_ap": canal_ap, "front": front, "t_pv0": t_pv0, "t_aw0": t_aw0,
-                "pv": pv, "pv_extra": pv_extra}
-    profiles["tips"] = np.array([[tp[0], tp[1], tp[4], tp[5]] for tp in tips])
-    return Painted(verts, profiles, discs, painted_extra)
+    return {"t_cord": t_cord, "cord_a": cord_a, "cord_b": cord_b}, painted_extra
+
 
 
 def _movavg(v: np.ndarray, n: int) -> np.ndarray:

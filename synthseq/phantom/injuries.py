@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .codes import L as LES
+from ..codes import L as LES
+from .classes import ANNULUS, CORD, FLAVUM, IM_FAT, ISL, MARROW, MUSCLE, NUCLEUS, PREVERT
 
 N_LEVELS = 9  # C2 .. T3 (anatomy.LEVELS)
 
@@ -168,8 +169,6 @@ def render_marrow(cv, painted, anat, plan: InjuryPlan, book, t2: np.ndarray, sti
     fraction of thickened trabeculae / impacted bone. Lesion codes are written where each lesion
     dominates a marrow voxel.
     """
-    from .anatomy import MARROW  # local import: anatomy imports this module
-
     for vt in painted.vertebrae:
         b = vt.box
         if b is None:
@@ -249,8 +248,6 @@ def _top_endplate(w: np.ndarray, vt) -> np.ndarray:
 def render_soft_lesions(cv, painted, anat, plan: InjuryPlan, book, t2: np.ndarray, stir: np.ndarray,
                         lesions: np.ndarray) -> None:
     """Discs (degeneration, injury), PLC, cord oedema / haemorrhage, prevertebral oedema, canal compression."""
-    from .anatomy import ANNULUS, CORD, FLAVUM, IM_FAT, ISL, MUSCLE, NUCLEUS, PREVERT
-
     # discs: degeneration darkens the nucleus (towards annulus signal); injury brings fluid
     for d, b, sm in painted.discs:
         if b is None:
