@@ -227,7 +227,7 @@ def _add_classify(sub) -> None:
         formatter_class=_formatter,
     )
     csub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
-    t = csub.add_parser("train", help="train + evaluate from a config; writes OUT_DIR/model.pt, metrics.json",
+    t = csub.add_parser("train", help="train + evaluate from a config; writes OUT_DIR/model.ssmodel, metrics.json",
                         description="e.g. synthseq classify train configs/classifier_cpu_tiny.yaml "
                         "data=phantom/ input=t2w+stir", formatter_class=_formatter)
     t.add_argument("config", type=Path, help="YAML config (see configs/classifier_*.yaml)")
@@ -235,7 +235,7 @@ def _add_classify(sub) -> None:
     t.set_defaults(func=_run_classify_train)
     q = csub.add_parser("predict", help="probabilities of a saved classifier for every subject of a folder",
                         formatter_class=_formatter)
-    q.add_argument("--model", required=True, type=Path, help="model.pt written by classify train")
+    q.add_argument("--model", required=True, type=Path, help="model.ssmodel written by classify train")
     q.add_argument("--data", required=True, type=Path, help="phantom-layout folder (sub-*/sub-*_T2w.nii.gz ...)")
     q.add_argument("--out", required=True, type=Path, help="output CSV (subject, prob_<label>, pred_<label>)")
     q.add_argument("--checkpoint", type=Path, default=None,
@@ -254,7 +254,7 @@ def _run_classify_train(args: argparse.Namespace) -> int:
     for label, m in metrics["labels"].items():
         print(f"{label}: AUC {m['auc']:.3f} (95% CI {m['auc_ci_low']:.3f}-{m['auc_ci_high']:.3f})  "
               f"sens {m['sensitivity']:.2f} spec {m['specificity']:.2f}  n={m['n']}")
-    print(f"model: {Path(cfg.out_dir) / 'model.pt'}")
+    print(f"model: {Path(cfg.out_dir) / 'model.ssmodel'}")
     return 0
 
 
@@ -275,7 +275,8 @@ def _add_outcome(sub) -> None:
         formatter_class=_formatter,
     )
     osub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
-    f = osub.add_parser("fit", help="cross-validate + fit from a config; writes OUT_DIR/model.joblib, metrics.json",
+    f = osub.add_parser("fit", help="cross-validate + fit from a config; writes OUT_DIR/model.ssmodel, metrics.json, "
+                        "comparison.csv",
                         description="e.g. synthseq outcome fit configs/outcome_ambulation.yaml data=phantom/ "
                         "image_features=stir", formatter_class=_formatter)
     f.add_argument("config", type=Path, help="YAML config (see configs/outcome_*.yaml)")
@@ -284,7 +285,7 @@ def _add_outcome(sub) -> None:
     for name, helptext in (("predict", "outcome probabilities for every cohort subject -> CSV"),
                            ("explain", "SHAP summary plot, values CSV and per-patient explanations")):
         q = osub.add_parser(name, help=helptext, formatter_class=_formatter)
-        q.add_argument("--model", required=True, type=Path, help="model.joblib written by outcome fit")
+        q.add_argument("--model", required=True, type=Path, help="model.ssmodel written by outcome fit")
         q.add_argument("--data", required=True, type=Path, help="phantom-layout folder or cohort CSV")
         q.add_argument("--out", required=True, type=Path,
                        help="output CSV" if name == "predict" else "output folder")
@@ -307,7 +308,15 @@ def _run_outcome_fit(args: argparse.Namespace) -> int:
     print(f"{cfg.target} ({cfg.model}, image features {cfg.image_features}): CV AUC {cv['auc']:.3f} "
           f"(95% CI {cv['auc_ci_low']:.3f}-{cv['auc_ci_high']:.3f}), Brier {cv['brier']:.3f}; "
           f"van Middendorp AUC {vm['auc']:.3f}")
-    print(f"model: {Path(cfg.out_dir) / 'model.joblib'}")
+    print(f"cross-validated comparison ({m['n']} subjects, same folds):")
+    print(f"  {'model':<10} {'AUC':>6} {'95% CI':>13} {'Brier':>6}")
+    for r in m["comparison"]:
+        if "skipped" in r:
+            print(f"  {r['model']:<10} skipped: {r['skipped']}")
+        else:
+            print(f"  {r['model']:<10} {r['auc']:6.3f} {r['auc_ci_low']:6.3f}-{r['auc_ci_high']:<6.3f} "
+                  f"{r['brier']:6.3f}")
+    print(f"model: {Path(cfg.out_dir) / 'model.ssmodel'}")
     return 0
 
 

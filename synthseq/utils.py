@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, SynthseqError
 
 T = TypeVar("T")
 
@@ -73,6 +73,8 @@ def read_saved_model(path: str | os.PathLike, reader: Callable[[Path], Any], fmt
         raise InputError(f"{path}: no such model file")
     try:
         blob = reader(path)
+    except SynthseqError:  # the reader's own one-line message (e.g. a content-hash mismatch) stands
+        raise
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
         article = "an" if what[:1] in "aeiou" else "a"
         raise InputError(f"{path}: cannot read as {article} {what} ({type(exc).__name__})") from None

@@ -11,7 +11,8 @@ Input modes: ``"t2w"``; ``"t2w+stir"`` (acquired STIR); ``"t2w+pseudostir"`` (ST
 by a checkpoint, or read from a pseudo-STIR folder; see :mod:`synthseq.downstream.sources`). In the pseudo-STIR
 mode the model is trained AND tested on pseudo-STIR, as it would be deployed where STIR is not acquired.
 
-A saved model (``.pt``) holds the config, labels and weights and loads alone (:meth:`InjuryClassifier.load`).
+A saved model (``model.ssmodel``, :mod:`~synthseq.downstream.modelfile`: JSON + ``.npy`` weights + content hash,
+no pickle) holds the config, labels and weights and loads alone (:meth:`InjuryClassifier.load`).
 """
 
 from __future__ import annotations
@@ -171,28 +172,36 @@ class InjuryClassifier:
         return np.concatenate(out).astype(np.float64)
 
     def save(self, path: str | Path) -> Path:
-        import torch
-
+        """Write a model file (:mod:`~synthseq.downstream.modelfile`): config + metrics as JSON, weights as
+        ``.npy`` arrays; nothing in it can run code when loaded."""
         from .. import __version__
+        from .modelfile import write_model_file
 
-        blob = {"format": FORMAT, "synthseq_version": __version__, "config": to_dict(self.cfg),
-                "in_channels": self.in_channels, "metrics": json.loads(json.dumps(self.metrics)),
-                "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}}
-        with atomic_path(path) as tmp:
-            torch.save(blob, tmp)
-        return Path(path)
+        meta = {"synthseq_version": __version__, "config": to_dict(self.cfg), "in_channels": self.in_channels,
+                "metrics": json.loads(json.dumps(json_safe(self.metrics))),
+                "weights": list(self.net.state_dict())}
+        arrays = {f"w{i:04d}": v.detach().cpu().numpy() for i, v in enumerate(self.net.state_dict().values())}
+        return write_model_file(path, FORMAT, meta, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> InjuryClassifier:
         import torch
 
-        blob = read_saved_model(path, lambda p: torch.load(p, map_location="cpu", weights_only=True), FORMAT,
+        from .modelfile import read_model_file
+
+        blob = read_saved_model(path, lambda p: vars(read_model_file(p, FORMAT, "classifier model")), FORMAT,
                                 "classifier model")
-        cfg = from_dict(ClassifierConfig, blob["config"])
-        net = build_network(cfg, blob["in_channels"])
-        net.load_state_dict(blob["state_dict"])
+        meta, arrays = blob["meta"], blob["arrays"]
+        try:
+            cfg = from_dict(ClassifierConfig, meta["config"])
+            net = build_network(cfg, int(meta["in_channels"]))
+            state = {k: torch.from_numpy(np.array(arrays[f"w{i:04d}"])) for i, k in enumerate(meta["weights"])}
+            net.load_state_dict(state)
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise InputError(f"{path}: classifier model does not match its network "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
         net.eval()
-        return cls(cfg, net, blob["in_channels"], blob.get("metrics"))
+        return cls(cfg, net, int(meta["in_channels"]), meta.get("metrics"))
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -281,7 +290,7 @@ def _write_predictions(path: Path, subjects, labels, probs: np.ndarray, threshol
 def train_classifier(cfg: ClassifierConfig, synthesizer: Synth | None = None) -> dict:
     """Train on the training subjects of ``cfg.data``, evaluate on the held-out ones, write ``cfg.out_dir``.
 
-    Writes ``model.pt`` (loads alone), ``metrics.json`` (per-label AUC with 95% CI, sensitivity, specificity),
+    Writes ``model.ssmodel`` (loads alone), ``metrics.json`` (per-label AUC with 95% CI, sensitivity, specificity),
     ``predictions.csv`` (held-out subjects), ``config.yaml`` and ``gradcam_<subject>.png``.
 
     Args:
@@ -313,7 +322,7 @@ def train_classifier(cfg: ClassifierConfig, synthesizer: Synth | None = None) ->
                "labels": per_label}
     model.metrics = metrics
     out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.pt")
+    model.save(out / "model.ssmodel")
     save_config(cfg, out / "config.yaml")
     _write_predictions(out / "predictions.csv", test, cfg.labels, p_te, cfg.threshold, y_te)
     k = min(cfg.gradcam_subjects, len(test))

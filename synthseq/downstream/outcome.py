@@ -5,16 +5,24 @@ neurological level C1..C8 -> 1..8, T1 -> 9, ..., admission AIS A..E -> 0..4), op
 ``"cohort"`` (the cohort's radiology columns), or features measured on the volumes (``"t2w"``, ``"stir"``,
 ``"pseudostir"``; :mod:`synthseq.downstream.features`).
 
-Models: scikit-learn ``HistGradientBoostingClassifier`` (``"hgb"``) or an impute + standardize + logistic
-regression pipeline (``"logreg"``). Performance is estimated by stratified k-fold cross-validation (pooled
-out-of-fold probabilities: AUC with 95% bootstrap CI, Brier score, calibration curve), next to the van
-Middendorp rule (:mod:`synthseq.downstream.rules`) on the same subjects. The final model is fitted on all
-subjects and saved with its config (joblib) so it loads alone.
+Models: scikit-learn ``HistGradientBoostingClassifier`` (``"hgb"``), an impute + standardize + logistic
+regression pipeline (``"logreg"``), or CatBoost (``"catboost"``, the published registry study's choice; an
+optional extra: ``pip install synthseq[catboost]``). Performance is estimated by stratified k-fold
+cross-validation (pooled out-of-fold probabilities: AUC with 95% bootstrap CI, Brier score, calibration curve),
+next to the van Middendorp rule (:mod:`synthseq.downstream.rules`) on the same subjects, and every estimator of
+``compare`` is cross-validated on the same folds (one comparison table). The final model is fitted on all
+subjects; ``n_ensemble`` more copies are refitted on bootstrap resamples of the subjects, and the 2.5th-97.5th
+percentiles of their probabilities give each prediction's uncertainty interval (the spread due to the finite
+training sample; not a calibrated prediction interval for the patient).
+
+The model file (``model.ssmodel``, :mod:`synthseq.downstream.modelfile`) cannot run code when loaded:
+scikit-learn estimators are stored with skops and read back trusting only an explicit type allowlist, CatBoost
+models in CatBoost's own binary format, the training features as ``.npy``; its SHA-256 is checked on load.
 
 SHAP values are computed in log-odds (the models' ``decision_function``): ``TreeExplainer`` for gradient
-boosting, ``LinearExplainer`` (interventional, background = training data) for logistic regression, so
-``base_value + sum(contributions) == decision_function(x)`` for every patient (checked by
-:func:`additivity_error`).
+boosting, ``LinearExplainer`` (interventional, background = training data) for logistic regression, CatBoost's
+own exact tree SHAP for CatBoost, so ``base_value + sum(contributions) == decision_function(x)`` for every
+patient (checked by :func:`additivity_error`).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +50,8 @@ CLINICAL_FEATURES = ("age", "sex", "neuro_level", "ais_admission", "uems", "lems
 COHORT_IMAGE_FEATURES = ("cord_lesion_length_mm", "cord_hemorrhage", "fracture", "plc_injury", "cord_edema",
                          "prevertebral_edema", "disc_injury", "canal_compression")
 IMAGE_SOURCES = ("none", "cohort", "t2w", "stir", "pseudostir")
-MODELS = ("hgb", "logreg")
+MODELS = ("hgb", "logreg", "catboost")
+MODEL_FILE = "model.ssmodel"  #: the model file ``fit`` writes into ``out_dir``
 _AIS = {c: i for i, c in enumerate("ABCDE")}
 
 
@@ -53,7 +62,7 @@ class OutcomeConfig:
     data: str = "data/phantom"  #: phantom-layout folder, or a cohort CSV (image_features none/cohort)
     out_dir: str = "runs/outcome"
     target: str = "ambulation_discharge"  #: "ambulation_discharge" | "ais_improvement"
-    model: str = "hgb"  #: "hgb" (HistGradientBoosting) | "logreg"
+    model: str = "hgb"  #: "hgb" (HistGradientBoosting) | "logreg" | "catboost" (extra: synthseq[catboost])
     image_features: str = "none"  #: "none" | "cohort" | "t2w" | "stir" | "pseudostir"
     synthesis_checkpoint: str | None = None  #: for image_features "pseudostir"
     pseudo_stir_dir: str | None = None
@@ -66,6 +75,12 @@ class OutcomeConfig:
     hgb_max_depth: int = 3
     hgb_min_samples_leaf: int = 10
     logreg_c: float = 1.0
+    catboost_iterations: int = 300
+    catboost_depth: int = 4
+    catboost_learning_rate: float = 0.05
+    n_ensemble: int = 20  #: bootstrap refits saved with the model (uncertainty interval); 0 = none
+    #: estimators cross-validated on the same folds for the comparison table (catboost skipped if not installed)
+    compare: list[str] = field(default_factory=lambda: list(MODELS))
     explain_subjects: int = 3  #: per-patient SHAP plots written by fit
     device: str = "auto"
     seed: int = 0
@@ -79,6 +94,13 @@ class OutcomeConfig:
                               f"(use one of {', '.join(IMAGE_SOURCES)})")
         if self.cv_folds < 2:
             raise ConfigError(f"cv_folds: must be at least 2, got {self.cv_folds}")
+        bad = [m for m in self.compare if m not in MODELS]
+        if bad:
+            raise ConfigError(f"compare: unknown model(s) {', '.join(map(repr, bad))} (use {', '.join(MODELS)})")
+        if self.n_ensemble < 0 or self.n_ensemble == 1:
+            raise ConfigError(f"n_ensemble: must be 0 (none) or at least 2, got {self.n_ensemble}")
+        if self.model == "catboost":
+            catboost_or_error("model")
         return self
 
 
@@ -136,78 +158,191 @@ def design_matrix(cohort, image_features: str, root=None, pseudo: PseudoStirSour
 
 
 # -------------------------------------------------------------------------------------------------- models
-def make_estimator(cfg: OutcomeConfig):
-    """An unfitted scikit-learn classifier for ``cfg.model``."""
+def catboost_or_error(key: str = "model"):
+    """The ``catboost`` module, or a ConfigError saying how to install the extra."""
+    try:
+        import catboost
+    except ImportError:
+        raise ConfigError(f"{key}: catboost is not installed (pip install 'synthseq[catboost]')") from None
+    return catboost
+
+
+def catboost_available() -> bool:
+    try:
+        import catboost  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_estimator(cfg: OutcomeConfig, kind: str | None = None, seed: int | None = None):
+    """An unfitted classifier for ``kind`` (default ``cfg.model``)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if cfg.model == "hgb":
+    kind = kind or cfg.model
+    seed = cfg.seed if seed is None else seed
+    if kind == "hgb":
         return HistGradientBoostingClassifier(max_iter=cfg.hgb_max_iter, learning_rate=cfg.hgb_learning_rate,
                                               max_depth=cfg.hgb_max_depth,
-                                              min_samples_leaf=cfg.hgb_min_samples_leaf, random_state=cfg.seed)
+                                              min_samples_leaf=cfg.hgb_min_samples_leaf, random_state=seed)
+    if kind == "catboost":
+        cb = catboost_or_error("model")
+        # one thread: fits must be reproducible and fit the 2-core budget; no training files written to cwd
+        return cb.CatBoostClassifier(iterations=cfg.catboost_iterations, depth=cfg.catboost_depth,
+                                     learning_rate=cfg.catboost_learning_rate, random_seed=seed, verbose=False,
+                                     thread_count=1, allow_writing_files=False)
     return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
                          LogisticRegression(C=cfg.logreg_c, max_iter=2000))
 
 
+def _raw_score(est, x: np.ndarray) -> np.ndarray:
+    """Log-odds ``(N,)`` of a fitted estimator (CatBoost has no decision_function)."""
+    if type(est).__module__.startswith("catboost"):
+        return np.asarray(est.predict(x, prediction_type="RawFormulaVal"), dtype=np.float64)
+    return np.asarray(est.decision_function(x), dtype=np.float64)
+
+
+def _encode_estimator(est) -> bytes:
+    if type(est).__module__.startswith("catboost"):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:  # CatBoost writes its binary format to a file only
+            est.save_model(str(Path(tmp) / "m.cbm"), format="cbm")
+            return (Path(tmp) / "m.cbm").read_bytes()
+    from .modelfile import dump_sklearn
+
+    return dump_sklearn(est)
+
+
+def _decode_estimator(kind: str, data: bytes, path):
+    if kind == "catboost":
+        cb = catboost_or_error("model")
+        try:
+            return cb.CatBoostClassifier().load_model(blob=data)
+        except Exception as exc:  # noqa: BLE001 - a damaged blob is a user error here
+            raise InputError(f"{path}: unreadable CatBoost estimator ({type(exc).__name__})") from None
+    from .modelfile import load_sklearn
+
+    return load_sklearn(data, path, "outcome model")
+
+
+def fit_ensemble(cfg: OutcomeConfig, x: np.ndarray, y: np.ndarray) -> list:
+    """``cfg.n_ensemble`` estimators refitted on bootstrap resamples of the subjects (each with both classes)."""
+    rng = np.random.default_rng(cfg.seed + 7919)
+    members = []
+    while len(members) < cfg.n_ensemble:
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].min() == y[idx].max():
+            continue  # a resample with one class cannot be fitted; draw again
+        members.append(make_estimator(cfg, seed=cfg.seed + 1 + len(members)).fit(x[idx], y[idx]))
+    return members
+
+
 @dataclass
 class OutcomeModel:
-    """A fitted outcome model with its config, feature names, training data (SHAP background) and metrics."""
+    """A fitted outcome model with its config, feature names, training data (SHAP background) and metrics.
+
+    ``ensemble`` holds the bootstrap refits (possibly empty) that give :meth:`interval`.
+    """
 
     cfg: OutcomeConfig
     feature_names: list[str]
     estimator: object
     background: np.ndarray  #: ``(N, F)`` training features
     metrics: dict
+    ensemble: list = field(default_factory=list)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Probability of the positive outcome ``(N,)``."""
-        return self.estimator.predict_proba(x)[:, 1]
+        return np.asarray(self.estimator.predict_proba(x), dtype=np.float64)[:, 1]
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         """Log-odds ``(N,)``: the space SHAP contributions add up in."""
-        return self.estimator.decision_function(x)
+        return _raw_score(self.estimator, x)
+
+    def interval(self, x: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(low, high)`` ``(N,)`` percentiles of the bootstrap refits' probabilities, or None without refits."""
+        if not self.ensemble:
+            return None
+        p = np.stack([np.asarray(m.predict_proba(x), dtype=np.float64)[:, 1] for m in self.ensemble])
+        q = (1 - level) / 2 * 100
+        return np.percentile(p, q, axis=0), np.percentile(p, 100 - q, axis=0)
 
     def save(self, path: str | Path) -> Path:
-        import joblib
-
+        """Write the model file (no pickle; see the module docstring)."""
         from .. import __version__
+        from .modelfile import write_model_file
 
-        blob = {"format": FORMAT, "synthseq_version": __version__, "config": to_dict(self.cfg),
-                "feature_names": self.feature_names, "estimator": self.estimator, "background": self.background,
-                "metrics": self.metrics}
-        with atomic_path(path) as tmp:
-            joblib.dump(blob, tmp)
-        return Path(path)
+        meta = {"synthseq_version": __version__, "config": to_dict(self.cfg), "feature_names": self.feature_names,
+                "metrics": json.loads(json.dumps(json_safe(self.metrics))), "n_ensemble": len(self.ensemble)}
+        blobs = {"estimator": _encode_estimator(self.estimator)}
+        blobs.update({f"ensemble_{i:03d}": _encode_estimator(m) for i, m in enumerate(self.ensemble)})
+        return write_model_file(path, FORMAT, meta, {"background": np.asarray(self.background, np.float64)}, blobs)
 
     @classmethod
     def load(cls, path: str | Path) -> OutcomeModel:
-        import joblib
+        from .modelfile import read_model_file
 
-        blob = read_saved_model(path, joblib.load, FORMAT, "outcome model")
-        return cls(from_dict(OutcomeConfig, blob["config"]), blob["feature_names"], blob["estimator"],
-                   blob["background"], blob["metrics"])
+        blob = read_saved_model(path, lambda p: vars(read_model_file(p, FORMAT, "outcome model")), FORMAT,
+                                "outcome model")
+        meta, arrays, blobs = blob["meta"], blob["arrays"], blob["blobs"]
+        try:
+            cfg = from_dict(OutcomeConfig, meta["config"])
+            names, n_members = list(meta["feature_names"]), int(meta["n_ensemble"])
+            background = arrays["background"]
+            est = _decode_estimator(cfg.model, blobs["estimator"], path)
+            members = [_decode_estimator(cfg.model, blobs[f"ensemble_{i:03d}"], path) for i in range(n_members)]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{path}: incomplete outcome model ({type(exc).__name__}: {exc})") from None
+        return cls(cfg, names, est, background, meta.get("metrics", {}), members)
 
 
 # ---------------------------------------------------------------------------------------------------- SHAP
+class Explainer:
+    """A reusable SHAP explainer of one model (building one costs far more than using it: the web page keeps
+    one per model). ``explainer(x)`` gives contributions ``(N, F)`` (log-odds) and the base value."""
+
+    def __init__(self, model: OutcomeModel) -> None:
+        self.model = model
+        est = model.estimator
+        self.kind = model.cfg.model
+        if self.kind == "catboost":
+            self._explainer = None
+        elif self.kind == "hgb":
+            import shap
+
+            self._explainer = shap.TreeExplainer(est)
+        else:
+            import shap
+
+            self._prep, lr = est[:-1], est[-1]
+            self._explainer = shap.LinearExplainer(lr, shap.maskers.Independent(
+                self._prep.transform(model.background)))
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        x = np.asarray(x, dtype=np.float64)
+        if self.kind == "catboost":
+            from catboost import Pool
+
+            out = np.asarray(self.model.estimator.get_feature_importance(Pool(x), type="ShapValues"),
+                             dtype=np.float64)
+            return out[:, :-1], float(out[0, -1])
+        if self.kind == "hgb":
+            values = np.asarray(self._explainer.shap_values(x), dtype=np.float64)
+        else:
+            values = np.asarray(self._explainer.shap_values(self._prep.transform(x)), dtype=np.float64)
+        if values.ndim == 3:  # some shap versions return one array per class
+            values = values[..., -1]
+        return values, float(np.ravel(self._explainer.expected_value)[-1])
+
+
 def shap_values(model: OutcomeModel, x: np.ndarray) -> tuple[np.ndarray, float]:
     """SHAP contributions ``(N, F)`` (log-odds) and the base value, for features ``x`` ``(N, F)``."""
-    import shap
-
-    est = model.estimator
-    if model.cfg.model == "hgb":
-        explainer = shap.TreeExplainer(est)
-        values = np.asarray(explainer.shap_values(x), dtype=np.float64)
-    else:
-        prep, lr = est[:-1], est[-1]
-        explainer = shap.LinearExplainer(lr, shap.maskers.Independent(prep.transform(model.background)))
-        values = np.asarray(explainer.shap_values(prep.transform(x)), dtype=np.float64)
-    if values.ndim == 3:  # some shap versions return one array per class
-        values = values[..., -1]
-    base = float(np.ravel(explainer.expected_value)[-1])
-    return values, base
+    return Explainer(model)(x)
 
 
 def additivity_error(model: OutcomeModel, x: np.ndarray) -> float:
@@ -289,9 +424,11 @@ def _true_contributions(cohort, coefs: dict[str, float]) -> dict[str, np.ndarray
 
 
 # ----------------------------------------------------------------------------------------------- fit / CV
-def cross_validated_probabilities(cfg: OutcomeConfig, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Out-of-fold probabilities ``(N,)`` from stratified k-fold CV (k reduced to the minority count if needed)."""
-    from sklearn.base import clone
+def cross_validated_probabilities(cfg: OutcomeConfig, x: np.ndarray, y: np.ndarray,
+                                  kind: str | None = None) -> np.ndarray:
+    """Out-of-fold probabilities ``(N,)`` of estimator ``kind`` (default ``cfg.model``) from stratified k-fold
+    CV (k reduced to the minority count if needed); the folds depend only on ``cfg.seed``, so every estimator
+    is scored on the same folds."""
     from sklearn.model_selection import StratifiedKFold
 
     minority = int(min(y.sum(), len(y) - y.sum()))
@@ -301,9 +438,23 @@ def cross_validated_probabilities(cfg: OutcomeConfig, x: np.ndarray, y: np.ndarr
     folds = StratifiedKFold(n_splits=min(cfg.cv_folds, minority), shuffle=True, random_state=cfg.seed)
     oof = np.zeros(len(y))
     for tr, te in folds.split(x, y):
-        est = clone(make_estimator(cfg)).fit(x[tr], y[tr])
-        oof[te] = est.predict_proba(x[te])[:, 1]
+        est = make_estimator(cfg, kind).fit(x[tr], y[tr])
+        oof[te] = np.asarray(est.predict_proba(x[te]), dtype=np.float64)[:, 1]
     return oof
+
+
+def compare_estimators(cfg: OutcomeConfig, x: np.ndarray, y: np.ndarray, done: dict[str, np.ndarray]) -> list[dict]:
+    """One row per estimator of ``cfg.compare`` (and ``cfg.model``), cross-validated on the same folds:
+    ``{"model", "auc", "auc_ci_low", "auc_ci_high", "brier", ...}``, or ``{"model", "skipped": reason}``.
+    ``done`` maps estimators already cross-validated to their out-of-fold probabilities."""
+    rows = []
+    for kind in dict.fromkeys([cfg.model, *cfg.compare]):
+        if kind == "catboost" and not catboost_available():
+            rows.append({"model": kind, "skipped": "not installed (pip install 'synthseq[catboost]')"})
+            continue
+        oof = done[kind] if kind in done else cross_validated_probabilities(cfg, x, y, kind)
+        rows.append({"model": kind, **binary_report(y, oof, cfg.threshold, cfg.n_boot, cfg.seed)})
+    return rows
 
 
 def load_design(cfg: OutcomeConfig, cohort, synthesizer: Synth | None = None, cache_dir=None):
@@ -321,8 +472,9 @@ def load_design(cfg: OutcomeConfig, cohort, synthesizer: Synth | None = None, ca
 def fit_outcome(cfg: OutcomeConfig, synthesizer: Synth | None = None) -> dict:
     """Cross-validate, fit on all subjects, explain, and write ``cfg.out_dir``.
 
-    Writes ``model.joblib`` (loads alone), ``metrics.json`` (CV AUC with CI, Brier, calibration, van Middendorp
-    baseline, SHAP additivity error, agreement with the generator's true coefficients when known),
+    Writes ``model.ssmodel`` (loads alone, with its bootstrap ensemble), ``metrics.json`` (CV AUC with CI, Brier,
+    calibration, van Middendorp baseline, the estimators' comparison, SHAP additivity error, agreement with the
+    generator's true coefficients when known), ``comparison.csv``,
     ``calibration.png``, ``shap_summary.png``, ``shap_values.csv`` and ``shap_<subject>.png``.
     """
     from .plots import calibration_plot
@@ -335,6 +487,7 @@ def fit_outcome(cfg: OutcomeConfig, synthesizer: Synth | None = None) -> dict:
     x, names = load_design(cfg, cohort, synthesizer, cache_dir=out / "pseudo_stir")
     oof = cross_validated_probabilities(cfg, x, y)
     report = binary_report(y, oof, cfg.threshold, cfg.n_boot, cfg.seed)
+    comparison = compare_estimators(cfg, x, y, {cfg.model: oof})
     curves = {f"{cfg.model} ({cfg.image_features})": calibration_bins(y, oof, cfg.calibration_bins)}
     metrics: dict = {"target": cfg.target, "model": cfg.model, "image_features": cfg.image_features,
                      "n": len(y), "n_positive": int(y.sum()), "cv": report, "calibration": curves}
@@ -343,8 +496,13 @@ def fit_outcome(cfg: OutcomeConfig, synthesizer: Synth | None = None) -> dict:
     lo, hi = bootstrap_ci(auc, y, score, cfg.n_boot, cfg.seed)
     metrics["van_middendorp"] = {"auc": auc(y, score), "auc_ci_low": lo, "auc_ci_high": hi, "brier": brier(y, vm_p)}
     curves["van Middendorp"] = calibration_bins(y, vm_p, cfg.calibration_bins)
+    metrics["comparison"] = comparison
+    metrics["cohort"] = _cohort_description(cfg.data)
+    metrics["uncertainty"] = {"method": "bootstrap ensemble", "n_members": cfg.n_ensemble, "level": 0.95,
+                              "description": f"2.5th-97.5th percentile of the probabilities of {cfg.n_ensemble} "
+                                             "refits on bootstrap resamples of the training subjects"}
 
-    model = OutcomeModel(cfg, names, make_estimator(cfg).fit(x, y), x, {})
+    model = OutcomeModel(cfg, names, make_estimator(cfg).fit(x, y), x, {}, fit_ensemble(cfg, x, y))
     values, base = shap_values(model, x)
     metrics["shap"] = {"base_value": base,
                        "additivity_max_error": float(np.max(np.abs(base + values.sum(1) - model.decision_function(x)))),
@@ -355,7 +513,8 @@ def fit_outcome(cfg: OutcomeConfig, synthesizer: Synth | None = None) -> dict:
         metrics["truth_comparison"] = truth
     model.metrics = metrics
     out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.joblib")
+    model.save(out / MODEL_FILE)
+    _write_comparison(comparison, out / "comparison.csv")
     from ..config import save_config
 
     save_config(cfg, out / "config.yaml")
@@ -363,6 +522,26 @@ def fit_outcome(cfg: OutcomeConfig, synthesizer: Synth | None = None) -> dict:
     _write_explanations(model, x, cohort.subjects, values, base, out, cfg.explain_subjects)
     atomic_write_text(out / "metrics.json", json.dumps(json_safe(metrics), indent=2))
     return metrics
+
+
+def _cohort_description(data) -> dict:
+    """What the model card says about the training cohort: its source and whether it is the synthetic phantom."""
+    data = Path(data)
+    record = read_dataset_json(data) if data.is_dir() else {}
+    generator = str(record.get("generator", "")) if isinstance(record, dict) else ""
+    return {"data": str(data), "generator": generator or None, "preset": record.get("preset"),
+            "synthetic_phantom": generator.startswith("synthseq.phantom")}
+
+
+def _write_comparison(rows: list[dict], path: Path) -> Path:
+    keys = ["model", "auc", "auc_ci_low", "auc_ci_high", "brier", "sensitivity", "specificity", "n", "skipped"]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(keys)
+        for r in rows:
+            w.writerow(["" if r.get(k) is None else (f"{r[k]:.6f}" if isinstance(r.get(k), float) else r[k])
+                        for k in keys])
+    return path
 
 
 def _write_explanations(model: OutcomeModel, x, subjects, values, base, out: Path, n_patients: int,

@@ -54,10 +54,10 @@ def test_train_predict_cli_and_saved_model(dataset, tmp_path, capsys):
     assert len(list(out.glob("gradcam_*.png"))) == 2
     assert "fracture: AUC" in capsys.readouterr().out
 
-    model = InjuryClassifier.load(out / "model.pt")  # alone: config inside
+    model = InjuryClassifier.load(out / "model.ssmodel")  # alone: config inside
     assert model.cfg.input == "t2w+stir" and model.in_channels == 6
     pred = tmp_path / "pred.csv"
-    assert main(["classify", "predict", "--model", str(out / "model.pt"), "--data", str(dataset), "--out",
+    assert main(["classify", "predict", "--model", str(out / "model.ssmodel"), "--data", str(dataset), "--out",
                  str(pred), "--device", "cpu"]) == 0
     rows = {r["subject"]: r for r in csv.DictReader(open(pred))}
     assert sorted(rows) == read_cohort(dataset).subjects

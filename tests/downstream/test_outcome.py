@@ -54,16 +54,16 @@ def test_fit_predict_explain_cli(dataset, tmp_path, capsys):
     for name in ("calibration.png", "shap_summary.png", "shap_sub-0001.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
 
-    model = OutcomeModel.load(out / "model.joblib")  # loads alone: config inside
+    model = OutcomeModel.load(out / "model.ssmodel")  # loads alone: config inside
     assert model.cfg.image_features == "stir" and model.feature_names[-1] == "img_plc_hyper_fraction"
-    assert main(["outcome", "predict", "--model", str(out / "model.joblib"), "--data", str(dataset),
+    assert main(["outcome", "predict", "--model", str(out / "model.ssmodel"), "--data", str(dataset),
                  "--out", str(tmp_path / "p.csv")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert [r["subject"] for r in rows] == read_cohort(dataset).subjects
     np.testing.assert_allclose([float(r["prob_ambulation_discharge"]) for r in rows],
                                model.predict_proba(model.background), atol=1e-6)
 
-    assert main(["outcome", "explain", "--model", str(out / "model.joblib"), "--data", str(dataset),
+    assert main(["outcome", "explain", "--model", str(out / "model.ssmodel"), "--data", str(dataset),
                  "--out", str(tmp_path / "ex"), "--subject", "sub-0005"]) == 0
     one = json.loads((tmp_path / "ex" / "shap_sub-0005.json").read_text())
     assert one["base_value"] + sum(one["contributions"].values()) == pytest.approx(one["log_odds"], abs=1e-4)

@@ -134,7 +134,7 @@ def test_end_to_end_with_a_synthesis_checkpoint(dataset, tmp_path, tiny_checkpoi
     assert main(["classify", "train", "configs/classifier_cpu_tiny.yaml", f"data={dataset}", f"out_dir={run}",
                  "input=t2w+pseudostir", f"synthesis_checkpoint={tiny_checkpoint}", "epochs=1", "image_size=32",
                  "device=cpu", "gradcam_subjects=0"]) == 0
-    assert main(["classify", "predict", "--model", str(run / "model.pt"), "--data", str(dataset), "--out",
+    assert main(["classify", "predict", "--model", str(run / "model.ssmodel"), "--data", str(dataset), "--out",
                  str(tmp_path / "p.csv"), "--device", "cpu"]) == 0
     assert len(list(csv.DictReader(open(tmp_path / "p.csv")))) == 16
 
