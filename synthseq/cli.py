@@ -144,6 +144,12 @@ def _add_synthesize(sub) -> None:
     p.add_argument("--uncertainty", action="store_true",
                    help="also write a voxel-wise uncertainty map (*_uncertainty.nii.gz) from test-time sampling")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never the input)")
+    p.add_argument("--extra", action="append", default=None, metavar="KEY=FILE",
+                   help="another input of a multi-input model, e.g. --extra T1w=sub-01_T1w.nii.gz (repeatable; any "
+                   "grid: resampled onto the --input T2w's). Folder mode reads <subject>_T1w.nii.gz beside each "
+                   "<subject>_T2w.nii.gz instead")
+    p.add_argument("--register", action="store_true",
+                   help="refine the resampling of --extra inputs onto the T2w grid by rigid NCC registration")
     p.set_defaults(func=_run_synthesize)
 
 
@@ -153,10 +159,26 @@ def _run_synthesize(args: argparse.Namespace) -> int:
     outputs = synthesize_path(
         args.checkpoint, args.input, args.output, device=args.device, batch_size=args.batch_size,
         uncertainty=args.uncertainty, overwrite=args.overwrite, seed=args.seed,
+        extra=_key_files(args.extra), register=args.register,
     )
     for path in outputs:
         print(path)
     return 0
+
+
+def _key_files(items: list[str] | None) -> dict[str, Path]:
+    """``["T1w=a.nii.gz"]`` -> ``{"T1w": Path("a.nii.gz")}`` (one-line InputError for a malformed or repeated key)."""
+    from .errors import InputError
+
+    out: dict[str, Path] = {}
+    for item in items or []:
+        key, sep, path = item.partition("=")
+        if not sep or not key.strip() or not path.strip():
+            raise InputError(f"--extra {item}: expected KEY=FILE, e.g. --extra T1w=sub-01_T1w.nii.gz")
+        if key.strip() in out:
+            raise InputError(f"--extra {key.strip()}: given twice")
+        out[key.strip()] = Path(path.strip())
+    return out
 
 
 def _add_evaluate(sub) -> None:

@@ -25,6 +25,14 @@ pass (no shift, no dropout), so asking for uncertainty never changes the pseudo-
 seed gives the same map.
 
 :class:`SynthesizeSequenced` wraps this as a MONAI dictionary transform that fills a missing sequence.
+
+Several input sequences (a model trained with ``data.input_keys=[T1w, T2w]``): the output takes the grid of the
+**grid input** (:func:`grid_key`: the T2w when the model reads one, else its first input). Every other input
+(``extra={"T1w": volume}``; on the command line ``--extra T1w=FILE``; in folder mode ``<subject>_T1w.nii.gz``
+beside each ``<subject>_T2w.nii.gz``) is resampled onto that grid from the affines
+(:func:`synthseq.data.registration.align_pair`, optionally refined by rigid NCC registration: ``register``),
+normalized with the grid input's body mask (as training normalizes every input with one mask), and stacked as
+channels in the model's ``input_keys`` order (key-major, like the training stacks).
 """
 
 from __future__ import annotations
@@ -53,6 +61,35 @@ SYNTHESIS_KINDS = ("pix2pix", "cyclegan")
 #: Largest in-plane shift (pixels of the resampled slice) of an uncertainty pass.
 SHIFT_PX = 2
 INPUT_PATTERN = "_T2w"
+
+
+def grid_key(input_keys: Sequence[str]) -> str:
+    """The input whose grid (affine, shape) and intensity scale the pseudo-STIR takes: T2w if read, else the first."""
+    keys = list(input_keys)
+    return "T2w" if "T2w" in keys else keys[0]
+
+
+def synthesis_config_problem(cfg: Any) -> str | None:
+    """Why ``synthesize`` could not use a model trained with ``cfg`` (a :class:`~synthseq.config.Config`), or None.
+
+    Checked when training starts, so a run that ``synthesize`` cannot use is refused before any step.
+    """
+    keys = list(cfg.data.input_keys)
+    if not keys:
+        return "data.input_keys: empty (the model needs at least one input sequence, e.g. [T2w])"
+    if len(set(keys)) != len(keys):
+        return f"data.input_keys: {keys} names a sequence twice (each input is one file at synthesis)"
+    if cfg.data.target_key in keys:
+        return f"data.input_keys: {keys} holds the target {cfg.data.target_key} (synthesis has no target to read)"
+    bad = [k for k in keys if not re.fullmatch(r"[A-Za-z0-9]+", str(k))]
+    if bad:
+        return f"data.input_keys: {bad[0]!r} is not a file-name key (letters and digits, e.g. T1w)"
+    if cfg.model.kind not in SYNTHESIS_KINDS:
+        return f"model.kind: {cfg.model.kind!r} checkpoints cannot synthesize (one of {', '.join(SYNTHESIS_KINDS)})"
+    if cfg.model.kind == "cyclegan" and len(keys) * int(cfg.data.context_slices) != 1:
+        return (f"data.input_keys: a CycleGAN maps one channel to one (got {len(keys)} input(s) x "
+                f"{cfg.data.context_slices} context slices); train pix2pix for several inputs")
+    return None
 OUTPUT_PATTERN = "_pseudoSTIR"
 
 
@@ -94,17 +131,18 @@ class Synthesizer:
             ``"foreground"`` (default; body mask estimated from the intensities) or ``"none"`` (all voxels)).
         pixel_spacing_mm: ``(dh, dw)`` of the training slices; None keeps each volume's native in-plane spacing.
         context_slices: k of the 2.5D input (1 = 2D).
-        input_keys: input sequences of the model; synthesis from one volume supports exactly one.
+        input_keys: input sequences of the model, in channel order (:func:`grid_key` gives the output grid).
         device: ``"auto" | "cpu" | "cuda[:N]"``.
         batch_size: slices per forward pass.
         uncertainty_samples: stochastic passes for the uncertainty map.
         source: a name for messages (the checkpoint path).
+        register: refine the affine resampling of extra inputs onto the grid input by rigid NCC registration.
     """
 
     def __init__(self, model: nn.Module, *, normalization: Mapping[str, Any] | None = None,
                  pixel_spacing_mm: Sequence[float] | None = None, context_slices: int = 1,
                  input_keys: Sequence[str] = ("T2w",), device: str | torch.device = "auto", batch_size: int = 32,
-                 uncertainty_samples: int = 8, source: str = "<model>") -> None:
+                 uncertainty_samples: int = 8, source: str = "<model>", register: bool = False) -> None:
         self.source = source
         self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
         norm = dict(normalization or {})
@@ -118,9 +156,11 @@ class Synthesizer:
             raise SynthseqError(f"batch size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size)
         self.uncertainty_samples = max(2, int(uncertainty_samples))
-        if len(self.input_keys) != 1:
-            raise InputError(f"{source}: the model takes {len(self.input_keys)} input sequences "
-                             f"({', '.join(self.input_keys)}); synthesis from one volume supports one")
+        if not self.input_keys or len(set(self.input_keys)) != len(self.input_keys):
+            raise InputError(f"{source}: unusable input_keys {self.input_keys} (need distinct sequence names)")
+        self.grid_key = grid_key(self.input_keys)
+        self.extra_keys = [k for k in self.input_keys if k != self.grid_key]
+        self.register = bool(register)
         self.model = model.to(self.device).eval()
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -165,9 +205,50 @@ class Synthesizer:
         )
 
     # ---------------------------------------------------------------------------------------- inference
-    def __call__(self, volume: Volume) -> Volume:
-        """T2w Volume -> pseudo-STIR Volume (same affine and shape, float32, in the T2w's intensity scale)."""
-        return self.predict(volume)[0]
+    def __call__(self, volume: Volume, extra: Mapping[str, Volume] | None = None) -> Volume:
+        """T2w Volume (+ ``extra`` inputs by key) -> pseudo-STIR Volume (same affine and shape as ``volume``, float32,
+        in its intensity scale)."""
+        return self.predict(volume, extra=extra)[0]
+
+    def check_extra(self, volume: Volume, extra: Mapping[str, Volume] | None) -> dict[str, Volume]:
+        """The extra inputs by key; InputError (one line, naming it) for a missing or an unknown one."""
+        extra = dict(extra or {})
+        for key in extra:
+            if key not in self.extra_keys:
+                takes = ", ".join(self.input_keys)
+                raise InputError(f"{key}: not an extra input of this model (it reads {takes}; "
+                                 f"{self.grid_key} is the main input)")
+        for key in self.extra_keys:
+            if extra.get(key) is None:
+                raise InputError(f"{volume.name}: missing {key} input (the model reads {', '.join(self.input_keys)}; "
+                                 f"give it as --extra {key}=FILE)")
+        return extra
+
+    def prepare_inputs(self, volume: Volume, extra: Mapping[str, Volume] | None = None
+                       ) -> tuple[Tensor, NormParams, SagittalView]:
+        """Model input ``(S, C_in, H, W)`` (context stacks of every input, key-major), the grid input's NormParams
+        and the view of its grid. Extra inputs are put on ``volume``'s grid first (see the module docstring)."""
+        from .data.registration import align_pair
+
+        extra = self.check_extra(volume, extra)
+        x, params, view = self.normalize_input(volume)
+        if not self.extra_keys:
+            return stack_context(torch.from_numpy(x), self.context_slices), params, view
+        data = np.asarray(volume.data, dtype=np.float32)
+        body = body_mask_from_intensity(data) if self.norm_mask == "foreground" else None
+        chans = []
+        for key in self.input_keys:
+            if key == self.grid_key:
+                sl = x
+            else:
+                ev = extra[key]
+                check_volume_data(np.asarray(ev.data), ev.name)
+                on_grid, _ = align_pair(volume, ev, register=self.register, mask=body)
+                ep = fit_normalization(on_grid.data, self.norm_method, self.norm_percentiles, body, ev.name)
+                sl = apply_normalization(np.ascontiguousarray(view.to_slices(on_grid.data), dtype=np.float32), ep)
+            chans.append(stack_context(torch.from_numpy(np.ascontiguousarray(sl, dtype=np.float32)),
+                                       self.context_slices))
+        return torch.cat(chans, dim=1), params, view
 
     def normalize_input(self, volume: Volume) -> tuple[np.ndarray, NormParams, SagittalView]:
         """Canonical ``(S, H, W)`` slices of ``volume`` in model space, its NormParams and the view used."""
@@ -179,16 +260,16 @@ class Synthesizer:
         params = fit_normalization(slices, self.norm_method, self.norm_percentiles, mask, volume.name)
         return apply_normalization(slices, params), params, view
 
-    def predict(self, volume: Volume, uncertainty: bool = False, seed: int = 0) -> tuple[Volume, Volume | None]:
+    def predict(self, volume: Volume, uncertainty: bool = False, seed: int = 0,
+                extra: Mapping[str, Volume] | None = None) -> tuple[Volume, Volume | None]:
         """Pseudo-STIR of ``volume`` and, if ``uncertainty``, the voxel-wise std map (both float32 Volumes on the
-        input's grid, in the T2w's intensity units).
+        input's grid, in the T2w's intensity units). ``extra``: the model's other inputs by key (any grid).
 
         Raises:
-            InputError: the volume is not 3D or holds NaN / inf voxels.
+            InputError: a volume is not 3D or holds NaN / inf voxels; an extra input is missing or unknown.
         """
-        x, params, view = self.normalize_input(volume)
-        s, h, w = x.shape
-        inputs = stack_context(torch.from_numpy(x), self.context_slices)  # (S, k, H, W)
+        inputs, params, view = self.prepare_inputs(volume, extra)  # (S, C_in, H, W)
+        s, h, w = inputs.shape[0], inputs.shape[-2], inputs.shape[-1]
         work = self._work_size(volume, view, (h, w))
         pred = np.empty((s, h, w), dtype=np.float32)
         std = np.empty((s, h, w), dtype=np.float32) if uncertainty else None
@@ -320,10 +401,57 @@ def plan_outputs(input: str | Path, output: str | Path) -> list[tuple[Path, Path
     return [(input, output)]
 
 
+def _nifti_beside(grid_file: Path, key: str, pattern: str = INPUT_PATTERN) -> Path:
+    """``sub-01_T2w.nii.gz`` -> ``sub-01_T1w.nii.gz`` (or ``.nii`` if only that exists) in the same folder."""
+    stem = _strip_nifti(grid_file.name) or grid_file.name
+    base = stem[: -len(pattern)] if stem.endswith(pattern) else stem
+    for suffix in (".nii.gz", ".nii"):
+        cand = grid_file.with_name(f"{base}_{key}{suffix}")
+        if cand.is_file():
+            return cand
+    return grid_file.with_name(f"{base}_{key}.nii.gz")
+
+
+def extra_inputs(synth: Synthesizer, pairs: list[tuple[Path, Path]], extra: Mapping[str, str | Path] | None,
+                 folder_mode: bool) -> list[dict[str, Path]]:
+    """Files of the model's extra inputs for each ``(input, output)`` pair; one-line InputError naming a missing one.
+
+    File mode: ``extra`` maps each extra key to its file. Folder mode: ``<subject>_<key>.nii.gz`` beside each
+    ``<subject>_T2w.nii.gz`` (``extra`` must then be empty).
+    """
+    extra = {str(k): Path(v) for k, v in (extra or {}).items()}
+    for key in extra:
+        if key not in synth.extra_keys:
+            reads = ", ".join(synth.input_keys)
+            raise InputError(f"--extra {key}: not an extra input of this model (it reads {reads}; "
+                             f"--input is its {synth.grid_key})")
+    if folder_mode and extra:
+        raise InputError(f"--extra {next(iter(extra))}: not used in folder mode (each <subject>_{{key}}.nii.gz beside "
+                         f"<subject>{INPUT_PATTERN}.nii.gz is read)")
+    out = []
+    for src, _ in pairs:
+        files = {}
+        for key in synth.extra_keys:
+            f = _nifti_beside(src, key) if folder_mode else extra.get(key)
+            if f is None:
+                raise InputError(f"{src}: missing {key} input (the model reads {', '.join(synth.input_keys)}; "
+                                 f"pass --extra {key}=FILE)")
+            if not f.exists():
+                raise InputError(f"{f}: missing {key} input for {src.name} (no such file)")
+            files[key] = f
+        out.append(files)
+    return out
+
+
 def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Path, *, device: str = "auto",
                     batch_size: int | None = None, uncertainty: bool = False, overwrite: bool = False,
-                    seed: int = 0, synthesizer: Synthesizer | None = None) -> list[Path]:
+                    seed: int = 0, synthesizer: Synthesizer | None = None,
+                    extra: Mapping[str, str | Path] | None = None, register: bool = False) -> list[Path]:
     """Synthesize pseudo-STIR for a file or a folder (see :func:`plan_outputs` for the naming).
+
+    A model with several inputs reads the others from ``extra`` (``{"T1w": path}``) for a file, or from
+    ``<subject>_<key>.nii.gz`` beside each ``<subject>_T2w.nii.gz`` in folder mode; they are resampled onto the
+    ``input``'s grid (``register``: plus rigid NCC refinement). Every input is checked before any work starts.
 
     Every output is checked before any work starts: an output equal to its input is refused, and existing outputs
     are refused unless ``overwrite``. Files are written atomically as float32 with the input's affine; with
@@ -346,10 +474,15 @@ def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Pat
     if len(set(planned)) != len(planned):
         raise InputError(f"{output}: two inputs map onto the same output name")
     synth = synthesizer or Synthesizer.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+    if register:
+        synth.register = True
+    extras = extra_inputs(synth, pairs, extra, folder_mode=Path(input).is_dir() and len(pairs) > 0
+                          and pairs[0][0] != Path(input))
     written: list[Path] = []
-    for src, dst in progress(pairs, desc="synthesize", total=len(pairs), unit="vol"):
+    for (src, dst), files in progress(list(zip(pairs, extras)), desc="synthesize", total=len(pairs), unit="vol"):
         volume = load_volume(src)
-        pred, unc = synth.predict(volume, uncertainty=uncertainty, seed=seed)
+        pred, unc = synth.predict(volume, uncertainty=uncertainty, seed=seed,
+                                  extra={k: load_volume(f) for k, f in files.items()})
         written.append(save_volume(pred, dst, dtype=np.float32, overwrite=overwrite))
         if unc is not None:
             written.append(save_volume(unc, uncertainty_path(dst), dtype=np.float32, overwrite=overwrite))
@@ -380,7 +513,9 @@ class SynthesizeSequenced(MapTransform):
     batched on the synthesizer's device (the GPU when present).
 
     Args:
-        keys_in: input key(s); the model's input sequences in order (one for a T2w -> STIR model).
+        keys_in: input key(s): the model's input sequences in its ``input_keys`` order (one for a T2w -> STIR
+            model; e.g. ``["t1w", "t2w"]`` for a T1w + T2w model). The output takes the grid of the key in the
+            model's grid-input position (:func:`grid_key`); the others are resampled onto it.
         key_out: key to fill.
         checkpoint: checkpoint path (ignored if ``synthesizer`` is given).
         synthesizer: a ready :class:`Synthesizer` (shared between transforms, no reloading).
@@ -416,23 +551,23 @@ class SynthesizeSequenced(MapTransform):
                 return d
             missing = [k for k in self.keys if k not in present]
             raise InputError(f"{missing[0]}: input key missing from the sample (keys: {sorted(map(str, d))})")
-        key = self.keys[0]
+        model_keys = self.synthesizer.input_keys
+        key = self.keys[model_keys.index(self.synthesizer.grid_key)]
+        extra = {mk: _as_volume(d[k], d, k) for k, mk in zip(self.keys, model_keys) if k != key}
         value = d[key]
         if isinstance(value, Volume):
-            d[self.key_out] = self.synthesizer(value)
+            d[self.key_out] = self.synthesizer(value, extra=extra)
             return d
-        d[self.key_out] = self._synthesize_array(value, d, key)
+        d[self.key_out] = self._synthesize_array(value, d, key, extra)
         if f"{key}_meta_dict" in d and not hasattr(value, "affine"):
             d[f"{self.key_out}_meta_dict"] = dict(d[f"{key}_meta_dict"])
         return d
 
-    def _synthesize_array(self, value: Any, data: Mapping[Hashable, Any], key: Hashable) -> Any:
-        affine = _affine_of(value, data, key)
+    def _synthesize_array(self, value: Any, data: Mapping[Hashable, Any], key: Hashable,
+                          extra: Mapping[str, Volume] | None = None) -> Any:
         is_tensor = isinstance(value, Tensor)
-        arr = value.detach().cpu().numpy() if is_tensor else np.asarray(value)
-        channel = arr.ndim == 4 and arr.shape[0] == 1
-        vol_data = np.asarray(arr[0] if channel else arr, dtype=np.float32)
-        pred = self.synthesizer(Volume(vol_data, affine, header=None, path=name_path(key))).data
+        channel = np.ndim(value) == 4 and value.shape[0] == 1
+        pred = self.synthesizer(_as_volume(value, data, key), extra=extra).data
         pred = pred[None] if channel else pred
         if not is_tensor:
             return pred
@@ -446,10 +581,20 @@ class SynthesizeSequenced(MapTransform):
         return out
 
 
+def _as_volume(value: Any, data: Mapping[Hashable, Any], key: Hashable) -> Volume:
+    """A sample's value (Volume, MetaTensor, array + meta dict; ``(1, X, Y, Z)`` or ``(X, Y, Z)``) as a Volume."""
+    if isinstance(value, Volume):
+        return value
+    affine = _affine_of(value, data, key)
+    arr = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
+    channel = arr.ndim == 4 and arr.shape[0] == 1
+    return Volume(np.asarray(arr[0] if channel else arr, dtype=np.float32), affine, header=None, path=name_path(key))
+
+
 def name_path(key: Hashable) -> Path:
     """A pseudo path naming the dictionary key in messages (e.g. NaN voxels in 't2w')."""
     return Path(re.sub(r"[^\w.-]", "_", str(key)))
 
 
-__all__ = ["SynthesizeSequenced", "Synthesizer", "output_name", "plan_outputs",
-           "synthesize_path", "uncertainty_path"]
+__all__ = ["SynthesizeSequenced", "Synthesizer", "extra_inputs", "grid_key", "output_name", "plan_outputs",
+           "synthesis_config_problem", "synthesize_path", "uncertainty_path"]

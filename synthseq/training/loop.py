@@ -250,6 +250,11 @@ def run(cfg: Config) -> Path:
 
 
 def _run(cfg: Config, info: ddp.DistInfo, device: torch.device) -> Path:
+    from ..synthesis import synthesis_config_problem  # lazy: synthesis imports the training checkpoint code
+
+    problem = synthesis_config_problem(cfg)
+    if problem is not None:  # refuse a run whose model `synthesize` could not use, before any work
+        raise ConfigError(problem)
     t = cfg.train
     run_dir = Path(t.out_dir)
     last = run_dir / "last.pt"
