@@ -40,11 +40,12 @@ def load_readings(study: str | Path, answers_csv: str | Path | None = None) -> t
         submitted = {r["reader"]: r.get("submitted_at") or None for r in rows}
     else:
         rows, submitted = AnswerStore(study / layout.DATABASE).all_rows()
+    source = answers_csv if answers_csv is not None else study / layout.DATABASE
     readings = []
     for row in rows:
         truth = key.get(row["case_id"])
         if truth is None or row["reader"] not in manifest["readers"]:
-            raise InputError(f"{study}: answer for unknown reader/case {row['reader']}/{row['case_id']}")
+            raise InputError(f"{source}: answer for a reader/case not in {study}: {row['reader']}/{row['case_id']}")
         readings.append({**{f: row[f] for f in FIELDS}, "reader": row["reader"], "case_id": row["case_id"],
                          "subject": truth["subject"], "source": truth["source"],
                          **{f"truth_{n}": truth[n] for n in layout.FINDING_NAMES}})

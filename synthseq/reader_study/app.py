@@ -6,30 +6,80 @@ Routes (``TOKEN`` is the reader's secret; an unknown token gets 404, like any un
     GET  /api/TOKEN/state                  the reader's cases (IDs, sizes), answers, submission status
     POST /api/TOKEN/answer/CASE            merge a partial answer (JSON) into the stored one, one transaction
     POST /api/TOKEN/submit                 lock the answers (every case must be complete)
+    POST /api/TOKEN/time/CASE              add reading time ``{"seconds": x}`` (0 < x <= 3600) to a case
     GET  /api/TOKEN/cases/CASE/FILE        stack.nii or slice_NNN.png of one of the reader's cases
     GET  /static/...                       the page's own JS/CSS (package data)
 
 Nothing else is served: not the key, tokens, database or manifest, and no path outside ``STUDY/cases``
 (file names must match :data:`layout.CASE_FILE_RE`, case IDs must be in the reader's list, and the resolved
 path must lie under ``STUDY/cases``).
+
+Nothing served may order or pair the cases: case files carry a strong ETag that is the SHA-256 of their bytes
+(so equal content gives equal tags and nothing else) and no ``Last-Modified``; the access log shows
+``<token>`` in place of reader tokens. Request bodies that are not a JSON object (including JSON nested too
+deeply for the parser) get HTTP 400.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from flask import Flask, abort, jsonify, render_template, request, send_file
-from werkzeug.serving import BaseWSGIServer, make_server
+from flask import Flask, Response, abort, jsonify, render_template, request
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from . import layout
 from .access import TokenIndex, load_or_create_tokens, reader_links
 from .store import AlreadySubmitted, AnswerError, AnswerStore, is_complete
 
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+_TOKEN_IN_PATH = re.compile(r"/(r|api)/[^/\s?\"]+")
+MAX_READING_SECONDS = 3600.0  #: one report of reading time; the page sends one per case visit
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` (a request line) with every reader token replaced by ``<token>``."""
+    return _TOKEN_IN_PATH.sub(lambda m: f"/{m.group(1)}/<token>", text)
+
+
+class _RedactingHandler(WSGIRequestHandler):
+    """Werkzeug's request handler, but the access log never shows a reader's token."""
+
+    def log(self, type: str, message: str, *args) -> None:  # noqa: A002 - the base class' signature
+        # every access and error line passes through here (log_request, log_error, tracebacks)
+        super().log(type, redact_tokens(message), *(redact_tokens(a) if isinstance(a, str) else a for a in args))
+
+
+def _json_body() -> object | None:
+    """The request's JSON body, or None if it is not JSON (malformed, not UTF-8, or nested too deeply)."""
+    try:
+        return json.loads(request.get_data(cache=False).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+#: keys the page already uses: r/s (call), n/p (next/previous case), z/x/f (zoom in/out, fit), w (reset window)
+_RESERVED_KEYS = set("rsnpzxfw")
+
+
+def finding_keys(findings: list[dict]) -> list[str]:
+    """One shortcut letter per finding (the first free letter of its label): the letter answers Present,
+    Shift + the letter answers Absent."""
+    used, keys = set(_RESERVED_KEYS), []
+    for f in findings:
+        letters = [c for c in f["label"].lower() if c.isascii() and c.isalpha()] + list("abcdefghijklmoqtuvy")
+        key = next(c for c in letters if c not in used)
+        used.add(key)
+        keys.append(key)
+    return keys
 
 
 def create_app(study_dir: str | Path) -> Flask:
@@ -41,7 +91,8 @@ def create_app(study_dir: str | Path) -> Flask:
     tokens = TokenIndex(load_or_create_tokens(study, list(orders)))
     store = AnswerStore(study / layout.DATABASE)
     public_cases = {cid: dict(info) for cid, info in manifest["cases"].items()}
-    findings = manifest["findings"]
+    findings = [{**f, "key": k} for f, k in zip(manifest["findings"], finding_keys(manifest["findings"]))]
+    with_t2w = bool(manifest.get("with_t2w"))
 
     here = Path(__file__).parent
     app = Flask(__name__, static_folder=str(here / "static"), template_folder=str(here / "templates"))
@@ -70,7 +121,7 @@ def create_app(study_dir: str | Path) -> Flask:
             "answers": {cid: answers[cid] for cid in order if cid in answers},
             "findings": findings,
             "complete": len(complete), "total": len(order), "resume_index": resume,
-            "submitted_at": store.submitted_at(reader),
+            "submitted_at": store.submitted_at(reader), "with_t2w": with_t2w,
         }
 
     @app.after_request
@@ -89,7 +140,7 @@ def create_app(study_dir: str | Path) -> Flask:
     @app.get("/r/<token>")
     def page(token: str):
         reader = reader_or_404(token)
-        return render_template("read.html", reader=reader, token=token, findings=findings)
+        return render_template("read.html", reader=reader, token=token, findings=findings, with_t2w=with_t2w)
 
     @app.get("/api/<token>/state")
     def get_state(token: str):
@@ -99,8 +150,8 @@ def create_app(study_dir: str | Path) -> Flask:
     def post_answer(token: str, case_id: str):
         reader = reader_or_404(token)
         case_or_404(reader, case_id)
-        body = request.get_json(silent=True)
-        if body is None:
+        body = _json_body()
+        if not isinstance(body, dict):
             return jsonify(error="expected a JSON object"), 400
         try:
             answer = store.save_answer(reader, case_id, body)
@@ -110,6 +161,17 @@ def create_app(study_dir: str | Path) -> Flask:
             return jsonify(error=str(exc)), 400
         current = state(reader)
         return jsonify(answer=answer, complete=current["complete"], total=current["total"])
+
+    @app.post("/api/<token>/time/<case_id>")
+    def post_time(token: str, case_id: str):
+        reader = reader_or_404(token)
+        case_or_404(reader, case_id)
+        body = _json_body()
+        seconds = body.get("seconds") if isinstance(body, dict) else None
+        if (isinstance(seconds, bool) or not isinstance(seconds, int | float)
+                or not 0 < seconds <= MAX_READING_SECONDS):
+            return jsonify(error=f"expected {{\"seconds\": x}} with 0 < x <= {MAX_READING_SECONDS:g}"), 400
+        return jsonify(seconds=store.add_reading_time(reader, case_id, float(seconds)))
 
     @app.post("/api/<token>/submit")
     def post_submit(token: str):
@@ -130,20 +192,32 @@ def create_app(study_dir: str | Path) -> Flask:
         if not path.is_relative_to(cases_root) or not path.is_file():
             abort(404)
         mimetype = "image/png" if name.endswith(".png") else "application/octet-stream"
-        response = send_file(path, mimetype=mimetype, conditional=True, max_age=0)
+        data = path.read_bytes()
+        # A content hash, not werkzeug's mtime-size-name tag: build order must not show through.
+        response = Response(data, mimetype=mimetype)
+        response.set_etag(hashlib.sha256(data).hexdigest())
         response.headers["Cache-Control"] = "private, no-cache"
-        return response
+        return response.make_conditional(request)
 
     return app
 
 
 def make_study_server(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> BaseWSGIServer:
     """A threaded WSGI server for the study, bound but not yet serving (``port=0`` picks a free port)."""
+    check_port(port)
     app = create_app(study_dir)
     try:
-        return make_server(host, port, app, threaded=True)
-    except OSError as exc:
-        raise InputError(f"{host}:{port}: cannot listen ({exc.strerror or exc})") from exc
+        return make_server(host, port, app, threaded=True, request_handler=_RedactingHandler)
+    except (OSError, OverflowError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise InputError(f"{host}:{port}: cannot listen ({reason})") from exc
+
+
+def check_port(port: object) -> int:
+    """``port`` if it is an integer in 0..65535 (0 = any free port), else :class:`ConfigError`."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"--port: expected an integer from 0 to 65535, got {port!r}")
+    return port
 
 
 def base_url(server: BaseWSGIServer) -> str:

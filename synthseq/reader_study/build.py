@@ -4,6 +4,15 @@ Every subject found in both folders gives two cases (its real STIR and its synth
 opaque ID. Both are windowed by the same rule (per volume, the 1st and 99th percentile map to 0 and 1) so
 brightness does not give the source away, and both show the same slices of the same grid. Everything that
 could unblind a reader (subject, source, lesion truth, file paths) goes to ``STUDY/key.csv`` only.
+
+Blinding rests on secrets, not on the seed: case IDs come from :mod:`secrets` (independent of the seed and of
+the order cases are built in), and each reader's order is a shuffle drawn from the seed mixed with a fresh
+secret salt (:func:`secrets.token_hex`, never stored: the orders themselves are kept in the manifest), so
+knowing or guessing the seed (the default 0) tells a reader nothing about the key. The seed still fixes which
+subjects a ``cases=`` sample takes, the rendering is deterministic, and ``key.csv`` + ``manifest.json`` record
+everything needed to audit the design; a rebuild with the same seed gives the same cases under new IDs. The real and synthetic case of one subject are at least ``min_gap`` positions apart
+in every reader's order, so they are never read back to back. Served files carry content-derived ETags only
+(see :mod:`synthseq.reader_study.app`) and the display PNGs of a study are padded to one size.
 """
 
 from __future__ import annotations
@@ -14,8 +23,11 @@ import json
 import os
 import random
 import re
+import secrets
 import shutil
+import struct
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +46,9 @@ SUBJECT_RE = re.compile(r"^(sub-[A-Za-z0-9]+)")
 REAL_SUFFIXES = ("_STIR.nii.gz", "_STIR.nii")
 SYNTHETIC_SUFFIXES = ("_pseudoSTIR.nii.gz", "_pseudoSTIR.nii", "_STIR.nii.gz", "_STIR.nii")
 LESION_SUFFIXES = ("_lesions.nii.gz", "_lesions.nii")
+T2W_SUFFIXES = ("_T2w.nii.gz", "_T2w.nii")
+DEFAULT_MIN_GAP = 5  #: a subject's two cases are at least this many positions apart (capped to what n allows)
+_ORDER_ATTEMPTS = 2000
 
 
 @dataclass
@@ -140,6 +155,8 @@ def build_study(
     slices: str = "mid",
     cases: int | None = None,
     percentiles: tuple[float, float] = (1.0, 99.0),
+    min_gap: int | None = None,
+    t2w: str | Path | None = None,
 ) -> BuildSummary:
     """Write a blinded reader study to ``out`` (which must not exist or be empty).
 
@@ -149,10 +166,15 @@ def build_study(
         out: the study folder (layout in :mod:`synthseq.reader_study.layout`).
         readers: reader names (letters, digits, ``_.-``); every reader reads every case.
         lesions: optional folder of ``sub-XXXX*_lesions.nii.gz`` (phantom codes) giving the finding truth.
-        seed: fixes case IDs, the subject sample and each reader's order; same seed -> identical files.
+        seed: fixes the subject sample (``cases``); case IDs and reading orders are drawn from :mod:`secrets`.
         slices: ``mid`` | ``lesion`` | ``all`` (see :func:`select_slices`).
         cases: total number of cases (even: two per subject); default every paired subject.
         percentiles: intensity percentiles mapped to 0 and 1, the same rule for real and synthetic.
+        min_gap: least distance between a subject's real and synthetic case in every reader's order
+            (1 = may be adjacent); default :data:`DEFAULT_MIN_GAP`, capped to ``n_subjects // 2 + 1``.
+        t2w: optional folder of ``sub-XXXX*_T2w.nii.gz`` on the real grid: the page then shows the subject's
+            T2w beside each case (same slices, its own percentile window). Both cases of a subject show the
+            same T2w, so a reader can tell that two cases are one subject (inherent to this design).
     """
     out = Path(out)
     readers = _check_readers(readers)
@@ -172,6 +194,9 @@ def build_study(
     lesion_files = find_volumes(lesions, LESION_SUFFIXES, "lesion") if lesions is not None else {}
     if lesions is not None and (missing := [s for s in paired if s not in lesion_files]):
         raise InputError(f"{lesions}: no lesion mask for {', '.join(missing[:5])}")
+    t2w_files = find_volumes(t2w, T2W_SUFFIXES, "T2w") if t2w is not None else {}
+    if t2w is not None and (missing := [s for s in paired if s not in t2w_files]):
+        raise InputError(f"{t2w}: no T2w volume for {', '.join(missing[:5])}")
 
     rng = random.Random(seed)
     if cases is not None:
@@ -181,6 +206,7 @@ def build_study(
         if cases // 2 > len(paired):
             raise ConfigError(f"--cases {cases}: only {len(paired)} subject(s) have both volumes")
         paired = sorted(rng.sample(paired, cases // 2))
+    gap = _check_min_gap(min_gap, len(paired))
 
     parent = out.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -190,21 +216,22 @@ def build_study(
         used: set[str] = set()
         for subject in paired:
             for case_id, row, info in _build_subject(tmp, subject, real_files[subject], synth_files[subject],
-                                                     lesion_files.get(subject), slices, percentiles, rng, used):
+                                                     lesion_files.get(subject), slices, percentiles, used,
+                                                     t2w_files.get(subject)):
                 manifest_cases[case_id] = info
                 key_rows.append(row)
         ids = sorted(manifest_cases)
-        order = {}
-        for reader in readers:
-            ids_r = list(ids)
-            random.Random(f"{seed}:{reader}").shuffle(ids_r)  # per-reader order, independent of the others
-            order[reader] = ids_r
+        subject_of = {row["case_id"]: row["subject"] for row in key_rows}
+        salt = secrets.token_hex(16)  # the seed alone must not let anyone recompute an order
+        order = {reader: reading_order(ids, subject_of, gap, random.Random(f"{seed}:{reader}:{salt}"))
+                 for reader in readers}
+        _pad_pngs(tmp / layout.CASES)
         manifest = {
             "format": layout.FORMAT, "version": 1, "synthseq_version": __version__, "seed": seed,
             "slices": slices, "window_percentiles": list(percentiles),
             "findings": [{"name": n, "label": label} for n, label, _ in layout.FINDINGS],
-            "has_lesion_truth": lesions is not None,
-            "cases": {cid: manifest_cases[cid] for cid in ids}, "readers": order,
+            "has_lesion_truth": lesions is not None, "with_t2w": t2w is not None,
+            "min_gap": gap, "cases": {cid: manifest_cases[cid] for cid in ids}, "readers": order,
         }
         atomic_write_text(tmp / layout.MANIFEST, json.dumps(manifest, indent=1) + "\n")
         _write_key(tmp / layout.KEY, sorted(key_rows, key=lambda r: r["case_id"]))
@@ -230,20 +257,76 @@ def _check_readers(readers: list[str]) -> list[str]:
     return readers
 
 
-def _new_case_id(rng: random.Random, used: set[str]) -> str:
+def _new_case_id(used: set[str]) -> str:
+    """``c`` + 10 hex digits from the OS's cryptographic source: nothing about seed, subject or order."""
     while True:
-        case_id = f"c{rng.getrandbits(40):010x}"
+        case_id = f"c{secrets.token_hex(5)}"
         if case_id not in used:
             used.add(case_id)
             return case_id
 
 
+def _check_min_gap(min_gap: int | None, n_subjects: int) -> int:
+    """The gap to enforce: the default is capped so that orders stay varied; an explicit one is checked."""
+    cap = n_subjects // 2 + 1  # larger gaps make the orders ever more regular (gap n forces i <-> i + n)
+    if min_gap is None:
+        return max(1, min(DEFAULT_MIN_GAP, cap))
+    if isinstance(min_gap, bool) or not isinstance(min_gap, int) or min_gap < 1:
+        raise ConfigError(f"--min-gap: expected an integer >= 1, got {min_gap!r}")
+    if min_gap > max(1, cap):
+        raise ConfigError(f"--min-gap {min_gap}: with {n_subjects} subject(s) at most {max(1, cap)} is possible "
+                          "with varied orders")
+    return min_gap
+
+
+def reading_order(ids: list[str], subject_of: dict[str, str], gap: int, rng: random.Random) -> list[str]:
+    """A random order of ``ids`` in which two cases of one subject are at least ``gap`` positions apart.
+
+    Drawn position by position, uniformly among the cases still allowed there (restarting on a dead end), so
+    every valid order is possible; ``rng`` must hold secret entropy (see the module docstring).
+    """
+    for _ in range(_ORDER_ATTEMPTS):
+        remaining = sorted(ids)
+        order: list[str] = []
+        while remaining:
+            recent = {subject_of[c] for c in order[max(0, len(order) - gap + 1):]}
+            allowed = [c for c in remaining if subject_of[c] not in recent]
+            if not allowed:
+                break
+            choice = allowed[rng.randrange(len(allowed))]
+            order.append(choice)
+            remaining.remove(choice)
+        if not remaining:
+            return order
+    raise ConfigError(f"--min-gap {gap}: found no reading order of {len(ids)} cases with that gap; use a smaller one")
+
+
+def _pad_pngs(cases_dir: Path) -> None:
+    """Pad every display PNG of the study to the size of the largest with an ancillary chunk (ignored by
+    decoders), so a compressed file's size (smoother images compress better) cannot tell sources apart."""
+    files = sorted(cases_dir.glob("*/slice_*.png"))
+    if not files:
+        return
+    target = max(p.stat().st_size for p in files) + 12  # every file gets a chunk: 12 bytes of chunk framing
+    for path in files:
+        blob = path.read_bytes()
+        fill = target - len(blob) - 12
+        chunk_type = b"pdDg"  # lowercase first letter: ancillary, safe for decoders to ignore
+        chunk = struct.pack(">I", fill) + chunk_type + bytes(fill)
+        chunk += struct.pack(">I", zlib.crc32(chunk[4:]) & 0xFFFFFFFF)
+        iend = blob.rindex(b"IEND") - 4
+        path.write_bytes(blob[:iend] + chunk + blob[iend:])
+
+
 def _build_subject(tmp: Path, subject: str, real_path: Path, synth_path: Path, lesion_path: Path | None,
-                   mode: str, percentiles: tuple[float, float], rng: random.Random, used: set[str]):
+                   mode: str, percentiles: tuple[float, float], used: set[str], t2w_path: Path | None = None):
     """Yield ``(case_id, key_row, manifest_info)`` for the subject's real and synthetic case."""
     real = load_volume(real_path)
     synth = load_volume(synth_path)
     _check_same_grid(real, synth)
+    t2w = load_volume(t2w_path) if t2w_path is not None else None
+    if t2w is not None:
+        _check_same_grid(real, t2w)
     view = SagittalView.from_affine(real.affine)
     truth: dict[str, str] = {name: "" for name in layout.FINDING_NAMES}
     lesion_slices = None
@@ -263,10 +346,13 @@ def _build_subject(tmp: Path, subject: str, real_path: Path, synth_path: Path, l
     for source, volume in (("real", real), ("synthetic", synth)):
         windowed, low, high = window(volume.data, percentiles, str(volume.path))
         stack = np.ascontiguousarray(view.to_slices(windowed)[start:stop])  # (S, H, W)
-        case_id = _new_case_id(rng, used)
+        case_id = _new_case_id(used)
         case_dir = tmp / layout.CASES / case_id
         case_dir.mkdir(parents=True)
         save_volume(Volume(stack, stack_affine(spacing)), case_dir / layout.STACK, dtype=np.float32)
+        if t2w is not None:
+            t2w_stack = np.ascontiguousarray(view.to_slices(window(t2w.data, percentiles, str(t2w.path))[0])[start:stop])
+            save_volume(Volume(t2w_stack, stack_affine(spacing)), case_dir / layout.T2W_STACK, dtype=np.float32)
         for i, image in enumerate(stack):
             _write_png(case_dir / layout.slice_png_name(i), image)
         row = {"case_id": case_id, "subject": subject, "source": source, "file": str(volume.path),

@@ -7,6 +7,7 @@ STUDY/tokens.json     each reader's secret link token (created by ``serve``; mod
 STUDY/answers.sqlite  the answers (SQLite, WAL); never served
 STUDY/cases/<case_id>/stack.nii       the shown slices, windowed float32, canonical (S, H, W); served
 STUDY/cases/<case_id>/slice_NNN.png   8-bit display rendering of each shown slice; served
+STUDY/cases/<case_id>/t2w.nii         the subject's T2w on the same slices (only when built with --t2w); served
 ```
 Only files under ``STUDY/cases`` whose names match :data:`CASE_FILE_RE` are ever served.
 """
@@ -26,6 +27,7 @@ TOKENS = "tokens.json"
 DATABASE = "answers.sqlite"
 CASES = "cases"
 STACK = "stack.nii"
+T2W_STACK = "t2w.nii"  #: the subject's T2w on the same slices, when the study is built with ``t2w=``
 FORMAT = "synthseq-reader-study"
 
 #: Findings asked about, in page order: (column name, label shown to readers, lesion codes that make it present).
@@ -47,7 +49,7 @@ ANSWER_FIELDS: dict[str, tuple] = {
 }
 
 CASE_ID_RE = re.compile(r"^c[0-9a-f]{10}$")
-CASE_FILE_RE = re.compile(r"^(stack\.nii|slice_[0-9]{3}\.png)$")
+CASE_FILE_RE = re.compile(r"^(stack\.nii|t2w\.nii|slice_[0-9]{3}\.png)$")
 READER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

@@ -33,6 +33,13 @@ CREATE TABLE IF NOT EXISTS submissions (
     reader TEXT PRIMARY KEY,
     submitted_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS reading_time (
+    reader TEXT NOT NULL,
+    case_id TEXT NOT NULL,
+    seconds REAL NOT NULL DEFAULT 0,
+    visits INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (reader, case_id)
+);
 """
 
 
@@ -73,16 +80,28 @@ class AnswerStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         with self._connect() as conn:
-            conn.executescript(_SCHEMA)
+            try:
+                conn.executescript(_SCHEMA)
+                conn.execute("SELECT reader, case_id, updated_at, revisions FROM answers LIMIT 1").fetchall()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+
+    def _error(self, exc: sqlite3.Error) -> InputError:
+        return InputError(f"{self.path}: not a readable answer database ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                          "restore it from a backup or move it away to start empty")
 
     def _connect(self) -> _Closing:
         try:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         except sqlite3.Error as exc:
             raise InputError(f"{self.path}: cannot open the answer database ({exc})") from exc
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:  # e.g. "file is not a database"
+            conn.close()
+            raise self._error(exc) from None
         return _Closing(conn)
 
     # ------------------------------------------------------------------------------------------- reads
@@ -98,11 +117,37 @@ class AnswerStore:
         return row["submitted_at"] if row else None
 
     def all_rows(self) -> tuple[list[dict], dict[str, str]]:
-        """Every stored answer (with reader and case_id) and reader -> submission time."""
+        """Every stored answer (with reader, case_id and ``reading_seconds``) and reader -> submission time."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT * FROM answers ORDER BY reader, case_id").fetchall()
-            subs = conn.execute("SELECT reader, submitted_at FROM submissions").fetchall()
+            try:
+                rows = conn.execute(
+                    "SELECT a.*, t.seconds AS reading_seconds FROM answers a LEFT JOIN reading_time t "
+                    "ON a.reader = t.reader AND a.case_id = t.case_id ORDER BY a.reader, a.case_id").fetchall()
+                subs = conn.execute("SELECT reader, submitted_at FROM submissions").fetchall()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
         return [dict(row) for row in rows], {row["reader"]: row["submitted_at"] for row in subs}
+
+    def reading_seconds(self) -> dict[tuple[str, str], float]:
+        """(reader, case ID) -> seconds the case was on the reader's screen (summed over visits)."""
+        with self._connect() as conn:
+            try:
+                rows = conn.execute("SELECT reader, case_id, seconds FROM reading_time").fetchall()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+        return {(row["reader"], row["case_id"]): row["seconds"] for row in rows}
+
+    def add_reading_time(self, reader: str, case_id: str, seconds: float) -> float:
+        """Add one visit's ``seconds`` to the case's reading time (also after submission: it is not an answer);
+        returns the new total."""
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO reading_time (reader, case_id, seconds, visits) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT(reader, case_id) DO UPDATE SET seconds = seconds + excluded.seconds, "
+                "visits = visits + 1", (reader, case_id, float(seconds)))
+            row = conn.execute("SELECT seconds FROM reading_time WHERE reader = ? AND case_id = ?",
+                               (reader, case_id)).fetchone()
+        return float(row["seconds"])
 
     # ------------------------------------------------------------------------------------------ writes
     def save_answer(self, reader: str, case_id: str, update: dict) -> dict:
@@ -176,19 +221,41 @@ def _row_to_answer(row: sqlite3.Row) -> dict:
     return {name: row[name] for name in FIELDS}
 
 
-EXPORT_COLUMNS = ("reader", "position", "case_id", *FIELDS, "complete", "updated_at", "revisions", "submitted_at")
+EXPORT_COLUMNS = ("reader", "position", "case_id", *FIELDS, "complete", "updated_at", "revisions", "submitted_at",
+                  "reading_seconds")
+EXPORT = "answers.csv"
 
 
-def export_answers(study: str | Path, out: str | Path | None = None) -> Path:
+def check_export_target(study: Path, out: Path, overwrite: bool) -> None:
+    """Refuse an export onto the study's own files (manifest, key, tokens, database, cases) or onto an existing
+    file the user did not allow to be replaced. ``STUDY/answers.csv`` is the export's own slot."""
+    own = {layout.MANIFEST, layout.KEY, layout.TOKENS, layout.DATABASE, f"{layout.DATABASE}-wal",
+           f"{layout.DATABASE}-shm"}
+    target = out.resolve()
+    root = study.resolve()
+    if target.parent == root and target.name in own or target.is_relative_to(root / layout.CASES) or target == root:
+        raise InputError(f"{out}: is one of the study's own files; export to another file")
+    if target.is_dir():
+        raise InputError(f"{out}: is a folder; give a CSV file name")
+    if target.exists() and not overwrite and target != root / EXPORT:
+        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+
+
+def export_answers(study: str | Path, out: str | Path | None = None, *, overwrite: bool = False) -> Path:
     """Write every reader's answers as CSV (default ``STUDY/answers.csv``); one row per reader and case.
 
-    Rows follow each reader's reading order (``position`` 1..N); unanswered cases have empty fields. The
-    export holds no truth: join it with ``key.csv`` on ``case_id`` to unblind.
+    Rows follow each reader's reading order (``position`` 1..N); unanswered cases have empty fields;
+    ``reading_seconds`` is how long the case was on screen (summed over visits). The export holds no truth:
+    join it with ``key.csv`` on ``case_id`` to unblind. An existing ``out`` is refused unless ``overwrite``
+    (the default ``STUDY/answers.csv`` is always refreshed), and so is any of the study's own files.
     """
     study = Path(study)
     manifest = layout.load_manifest(study)
-    out = Path(out) if out is not None else study / "answers.csv"
-    rows, submitted = AnswerStore(study / layout.DATABASE).all_rows()
+    out = Path(out) if out is not None else study / EXPORT
+    check_export_target(study, out, overwrite)
+    store = AnswerStore(study / layout.DATABASE)
+    rows, submitted = store.all_rows()
+    seconds = store.reading_seconds()
     by_key = {(r["reader"], r["case_id"]): r for r in rows}
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
@@ -201,6 +268,7 @@ def export_answers(study: str | Path, out: str | Path | None = None) -> Path:
                 **{name: row.get(name) for name in FIELDS},
                 "complete": int(is_complete(row or None)), "updated_at": row.get("updated_at"),
                 "revisions": row.get("revisions", 0), "submitted_at": submitted.get(reader),
+                "reading_seconds": (f"{seconds[(reader, case_id)]:.1f}" if (reader, case_id) in seconds else ""),
             })
     return atomic_write_text(out, buffer.getvalue())
 
@@ -210,10 +278,22 @@ def read_answers_csv(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such answers file")
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for row in rows:
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read as an answers CSV ({type(exc).__name__})") from None
+    missing = [c for c in ("reader", "case_id", *FIELDS) if rows and c not in rows[0]]
+    if not rows or missing:
+        raise InputError(f"{path}: not an answers export (missing column(s) {', '.join(missing) or 'and rows'})")
+    for line, row in enumerate(rows, start=2):
         for name in FIELDS:
-            value = row.get(name, "")
-            row[name] = None if value == "" else (value if name == "call" else int(value))
+            value = row.get(name) or ""
+            try:
+                row[name] = None if value == "" else (value if name == "call" else int(value))
+            except ValueError:
+                raise InputError(f"{path}: line {line}: {name} is {value!r}, not an integer") from None
+            if row[name] is not None and row[name] not in layout.ANSWER_FIELDS[name]:
+                raise InputError(f"{path}: line {line}: {name} is {value!r}, expected one of "
+                                 f"{list(layout.ANSWER_FIELDS[name])}")
     return rows

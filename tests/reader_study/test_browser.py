@@ -1,12 +1,14 @@
 """End to end in a real headless Chromium (Debian's chromium driven by Playwright's Python package).
 
-Open a reader link, answer two cases, kill the server and the browser, restart both, see the answers kept,
-finish, submit, export, analyze. Skipped with a visible reason when Playwright or chromium is missing, unless
+Open a reader link, answer two cases (one by mouse, one by keyboard shortcuts), check that arrow keys with a
+radio button focused change the slice and never the answer, kill the server and the browser, restart both, see
+the answers kept, finish, submit, export (with reading times), analyze. Skipped with a visible reason when Playwright or chromium is missing, unless
 SYNTHSEQ_REQUIRE_BROWSER=1 (CI), where that is a failure.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -106,11 +108,43 @@ def test_read_restart_resume_submit_analyze(rs, study, tmp_path):
             page.dispatch_event("#level", "input")
             assert _canvas_stats(page)[0] < mean - 20  # a higher window level maps the same values darker
             _answer(page, ANSWERS[0])
+            # Arrow keys with an answer's radio button focused change the slice, never the answer (the bug: the
+            # browser moved the checked radio from Absent to Present and saved it).
+            page.focus("input[name=cord_edema][value='0']")
+            page.keyboard.press("ArrowDown")
+            _expect_text(page, "#slice-text", "5 / 5")
+            page.keyboard.press("ArrowUp")
+            page.keyboard.press("ArrowLeft")
+            _expect_text(page, "#slice-text", "3 / 5")
+            page.focus("input[name=call][value='synthetic']")
+            page.keyboard.press("ArrowRight")
+            _expect_text(page, "#slice-text", "4 / 5")
+            assert page.is_checked("input[name=cord_edema][value='0']")
+            assert page.is_checked("input[name=call][value='synthetic']")
+            # Zoom changes the displayed size, not the image.
+            page.click("#zoom-in")
+            _expect_text(page, "#zoom-text", "125%")
+            page.click("#zoom-fit")
+            _expect_text(page, "#zoom-text", "100%")
             page.screenshot(path=str(tmp_path / "reading_page.png"))
-            page.click("#next")
+            page.keyboard.press("n")  # the next-case shortcut
             _expect_text(page, "#case-title", f"Case 2 of {len(order)}")
-            _answer(page, ANSWERS[1])
+            # Case 2 answered by keyboard shortcuts alone (shown on the page beside each option).
+            keys = {"call": "r", "confidence": "2", "quality": "Shift+5", "marrow_edema": "Shift+b",
+                    "plc_injury": "Shift+l", "cord_edema": "c"}
+            assert [page.text_content(f"fieldset[data-field={f}]").count(k.split("+")[-1]) > 0
+                    for f, k in keys.items()] == [True] * len(keys)
+            page.focus("#next")
+            for key in keys.values():
+                page.keyboard.press(key)
+            _expect_text(page, "#save-status", "All answers saved")
+            for field, value in ANSWERS[1].items():
+                assert page.is_checked(f"input[name={field}][value='{value}']"), field
             assert page.text_content("#progress-text") == f"2 of {len(order)} complete"
+            page.keyboard.press("p")
+            _expect_text(page, "#case-title", f"Case 1 of {len(order)}")
+            page.keyboard.press("n")
+            _expect_text(page, "#case-title", f"Case 2 of {len(order)}")
             assert not errors, errors
             context.close()
 
@@ -154,8 +188,11 @@ def test_read_restart_resume_submit_analyze(rs, study, tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
 
-    rows = [r for r in export_answers(study).read_text().splitlines()[1:] if r.startswith("R1,")]
-    assert len(rows) == len(order) and all(",1," in r and r.split(",")[-1] for r in rows)
+    with export_answers(study).open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["reader"] == "R1"]
+    assert len(rows) == len(order) and all(r["complete"] == "1" and r["submitted_at"] for r in rows)
+    # Reading time was recorded for every case that was on screen (all of them were).
+    assert all(float(r["reading_seconds"]) > 0 for r in rows), [r["reading_seconds"] for r in rows]
     report = analyze_study(study, tmp_path / "report")
     results = json.loads((report.parent / "results.json").read_text())
     key = {r["case_id"]: r["source"] for r in read_key(study)}

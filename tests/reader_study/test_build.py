@@ -11,24 +11,29 @@ import pytest
 
 from synthseq.data.slicing import SagittalView
 from synthseq.errors import ConfigError, InputError
-from synthseq.reader_study import build_study, read_key
+from synthseq.reader_study import build_study, layout, read_key
 from synthseq.reader_study.build import MID_HALF_WIDTH, select_slices
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+def _by_case(study: Path) -> dict[tuple[str, str], dict[str, bytes]]:
+    """(subject, source) -> the case folder's files, so two builds can be compared whatever the IDs."""
+    return {(r["subject"], r["source"]): {p.name: p.read_bytes() for p in (study / "cases" / r["case_id"]).iterdir()}
+            for r in read_key(study)}
 
 
-def test_same_seed_same_files_other_seed_other_blinding(inputs, built_study, tmp_path):
+def test_same_seed_same_cases_but_fresh_secret_ids_and_orders(inputs, built_study, tmp_path):
     again = tmp_path / "again"
     build_study(inputs["real"], inputs["synthetic"], again, ["R1", "R2"], lesions=inputs["lesions"], seed=3)
-    assert _tree(again) == _tree(built_study)
-
-    other = tmp_path / "other"
-    build_study(inputs["real"], inputs["synthetic"], other, ["R1", "R2"], lesions=inputs["lesions"], seed=4)
-    m3 = json.loads((built_study / "manifest.json").read_text())
-    m4 = json.loads((other / "manifest.json").read_text())
-    assert set(m3["cases"]).isdisjoint(m4["cases"])  # new opaque IDs
+    # The rendering is deterministic: every case's files are byte-identical to the first build's ...
+    assert _by_case(again) == _by_case(built_study)
+    # ... but case IDs and reading orders come from the OS's secret source, not from the seed.
+    m1 = json.loads((built_study / "manifest.json").read_text())
+    m2 = json.loads((again / "manifest.json").read_text())
+    assert set(m1["cases"]).isdisjoint(m2["cases"])
+    assert all(layout.CASE_ID_RE.match(c) for c in m2["cases"])
+    key = {r["case_id"]: (r["subject"], r["source"]) for build in (built_study, again) for r in read_key(build)}
+    orders = [[key[c] for r in ("R1", "R2") for c in m["readers"][r]] for m in (m1, m2)]
+    assert orders[0] != orders[1]  # equal by chance with probability < 1e-4 (two readers, 6 cases each)
 
 
 def test_layout_key_and_orders(rs, built_study):
@@ -148,3 +153,25 @@ def test_bad_inputs(rs, inputs, tmp_path, built_study):
         build_study(inputs["real"], odd, tmp_path / "s", ["A"])
     assert not (tmp_path / "s").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".s.")]  # no half-built leftovers
+
+
+def test_t2w_beside_the_case_when_asked(rs, inputs, tmp_path):
+    from synthseq.reader_study.access import load_or_create_tokens
+    from synthseq.reader_study.app import create_app
+
+    out = tmp_path / "with_t2w"
+    build_study(inputs["real"], inputs["synthetic"], out, ["A"], seed=0, t2w=inputs["real"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["with_t2w"] is True
+    for row in read_key(out):
+        t2w = np.asarray(nib.load(str(out / "cases" / row["case_id"] / "t2w.nii")).dataobj)
+        stack = np.asarray(nib.load(str(out / "cases" / row["case_id"] / "stack.nii")).dataobj)
+        assert t2w.shape == stack.shape
+        np.testing.assert_allclose(t2w, stack, atol=1e-4)  # the fixture's T2w is 0.5 * real: same after windowing
+    token = load_or_create_tokens(out, ["A"])["A"]
+    client = create_app(out).test_client()
+    assert b'id="t2w"' in client.get(f"/r/{token}").data
+    assert client.get(f"/api/{token}/state").get_json()["with_t2w"] is True
+    assert client.get(f"/api/{token}/cases/{manifest['readers']['A'][0]}/t2w.nii").status_code == 200
+    with pytest.raises(InputError, match="no T2w volume"):
+        build_study(inputs["real"], inputs["synthetic"], tmp_path / "x", ["A"], t2w=inputs["synthetic"])

@@ -1,4 +1,7 @@
 // Reading page: one case at a time, window/level and slice scrolling on a canvas, answers saved on every click.
+// Keyboard: arrows/PgUp/PgDn change the slice (never an answer, whatever has focus); the answer shortcuts are
+// printed beside each option (data-key); n/p move to the next/previous case. Reading time per case is posted
+// to /api/TOKEN/time/CASE whenever the case leaves the screen (next case, hidden tab, closed page).
 // Plain JS, no external resources. The image is the case's float32 NIfTI stack (S, H, W) in windowed units
 // (1st/99th percentile = 0/1), so window/level works on the full range, not on an 8-bit rendering.
 "use strict";
@@ -15,6 +18,10 @@
   let index = 0;          // current case position in this reader's order
   let img = null;         // {data: Float32Array, S, H, W, dh, dw} of the current case
   let slice = 0, level = DEFAULT_LEVEL, width = DEFAULT_WIDTH;
+  let zoom = 1, panX = 0, panY = 0;  // view transform shared by the case and the T2w pane
+  let t2w = null;         // the subject's T2w stack (same shape) when the study shows it
+  const t2wCanvas = $("t2w");
+  let shownAt = null;     // when the current case came on screen (reading time), null while hidden
   let saving = Promise.resolve();  // saves run one after another, in click order
   let pending = 0;
 
@@ -41,13 +48,12 @@
              dh: pixdim(2) || 1, dw: pixdim(3) || 1 };
   }
 
-  function render() {
-    if (!img) return;
-    if (img.png) { renderPng(); return; }
-    const { data, S, H, W } = img;
-    if (canvas.width !== W || canvas.height !== H) { canvas.width = W; canvas.height = H; }
-    const out = ctx.createImageData(W, H);
-    const low = level - width / 2, scale = 255 / width;
+  function draw(target, stack, lvl, wid) {
+    const { data, S, H, W } = stack;
+    if (target.width !== W || target.height !== H) { target.width = W; target.height = H; }
+    const c2 = target.getContext("2d");
+    const out = c2.createImageData(W, H);
+    const low = lvl - wid / 2, scale = 255 / wid;
     for (let h = 0; h < H; h++) {
       for (let w = 0; w < W; w++) {
         const v = data[slice + S * (h + H * w)];  // NIfTI voxel order: first axis fastest
@@ -57,9 +63,16 @@
         out.data[p + 3] = 255;
       }
     }
-    ctx.putImageData(out, 0, 0);
+    c2.putImageData(out, 0, 0);
+  }
+
+  function render() {
+    if (!img) return;
+    if (img.png) { renderPng(); return; }
+    draw(canvas, img, level, width);
+    if (t2wCanvas && t2w && t2w.S === img.S) draw(t2wCanvas, t2w, DEFAULT_LEVEL, DEFAULT_WIDTH);
     fitCanvas();
-    $("slice-text").textContent = (slice + 1) + " / " + S;
+    $("slice-text").textContent = (slice + 1) + " / " + img.S;
     $("slice").value = slice;
     $("level").value = level;
     $("width").value = width;
@@ -79,13 +92,24 @@
   }
 
   function fitCanvas() {
-    // Physical aspect ratio (pixel spacing dh x dw), scaled to the available space.
+    // Physical aspect ratio (pixel spacing dh x dw), scaled to the available space; then zoom and pan.
     const wrap = $("canvas-wrap");
     const physW = img.W * img.dw, physH = img.H * img.dh;
     const maxW = Math.max(200, wrap.clientWidth - 8), maxH = Math.max(300, window.innerHeight - 220);
     const k = Math.min(maxW / physW, maxH / physH);
-    canvas.style.width = Math.round(physW * k) + "px";
-    canvas.style.height = Math.round(physH * k) + "px";
+    for (const c of [canvas, t2wCanvas]) {
+      if (!c) continue;
+      c.style.width = Math.round(physW * k) + "px";
+      c.style.height = Math.round(physH * k) + "px";
+      c.style.transform = "translate(" + panX + "px, " + panY + "px) scale(" + zoom + ")";
+    }
+    $("zoom-text").textContent = Math.round(zoom * 100) + "%";
+  }
+
+  function setZoom(z) {
+    zoom = Math.max(1, Math.min(8, z));
+    if (zoom === 1) { panX = 0; panY = 0; }
+    if (img) fitCanvas();
   }
 
   function setSlice(s) {
@@ -94,8 +118,21 @@
     render();
   }
 
+  async function loadT2w(caseInfo) {
+    t2w = null;
+    if (!t2wCanvas) return;
+    try {
+      const r = await fetch(api("cases/" + caseInfo.id + "/t2w.nii"));
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      t2w = parseNifti(await r.arrayBuffer());
+    } catch (err) {
+      setStatus("T2w not shown (" + err.message + ")", true);
+    }
+  }
+
   async function loadImage(caseInfo) {
     img = null;
+    await loadT2w(caseInfo);
     try {
       const r = await fetch(api("cases/" + caseInfo.id + "/stack.nii"));
       if (!r.ok) throw new Error("HTTP " + r.status);
@@ -152,21 +189,34 @@
     $("submitted-note").hidden = !locked;
   }
 
+  const queued = {};  // "case|field" -> saves of that field still on their way (their local value wins)
+
   function save(caseId, field, value) {
     pending++;
+    const q = caseId + "|" + field;
+    queued[q] = (queued[q] || 0) + 1;
     setStatus("Saving…");
     saving = saving.then(async () => {
+      let inQueue = true;
       try {
         const r = await fetch(api("answer/" + caseId), {
           method: "POST", headers: { "Content-Type": "application/json" },
           body: JSON.stringify({ [field]: value }),
         });
         const body = await r.json().catch(() => ({}));
+        queued[q]--;
+        inQueue = false;
         if (!r.ok) throw new Error(body.error || ("HTTP " + r.status));
-        st.answers[caseId] = body.answer;
+        // The server's answer, except fields whose later clicks are still queued (not yet known to it).
+        const merged = Object.assign({}, body.answer);
+        for (const name of Object.keys(merged)) {
+          if (queued[caseId + "|" + name] > 0) merged[name] = (st.answers[caseId] || {})[name];
+        }
+        st.answers[caseId] = merged;
         pending--;
         if (pending === 0) setStatus("All answers saved");
       } catch (err) {
+        if (inQueue) queued[q]--;
         pending--;
         setStatus("Not saved: " + err.message, true);
       }
@@ -176,8 +226,27 @@
     return saving;
   }
 
+  // ------------------------------------------------------------------------------------------ reading time
+  function flushTime() {
+    // Seconds the current case was on screen since it was shown (or the page became visible again).
+    if (shownAt === null || !st) return;
+    const seconds = (performance.now() - shownAt) / 1000;
+    shownAt = null;
+    if (!(seconds > 0.05)) return;
+    fetch(api("time/" + st.cases[index].id), {
+      method: "POST", headers: { "Content-Type": "application/json" }, keepalive: true,
+      body: JSON.stringify({ seconds: Math.min(seconds, 3600) }),
+    }).catch(() => {});
+  }
+
+  function startClock() {
+    if (document.visibilityState === "visible") shownAt = performance.now();
+  }
+
   async function showCase(i) {
+    flushTime();
     index = Math.max(0, Math.min(st.total - 1, i));
+    startClock();
     fillForm();
     updateProgress();
     try {
@@ -212,33 +281,93 @@
   });
   $("prev").addEventListener("click", () => showCase(index - 1));
   $("next").addEventListener("click", () => showCase(index + 1));
-  $("submit").addEventListener("click", () => { $("confirm-panel").hidden = false; });
+  $("submit").addEventListener("click", () => { flushTime(); startClock(); $("confirm-panel").hidden = false; });
   $("cancel-submit").addEventListener("click", () => { $("confirm-panel").hidden = true; });
   $("confirm-submit").addEventListener("click", submitAll);
   $("slice").addEventListener("input", (ev) => setSlice(Number(ev.target.value)));
   $("level").addEventListener("input", (ev) => { level = Number(ev.target.value); render(); });
   $("width").addEventListener("input", (ev) => { width = Number(ev.target.value); render(); });
   $("reset-wl").addEventListener("click", () => { level = DEFAULT_LEVEL; width = DEFAULT_WIDTH; render(); });
-  canvas.addEventListener("wheel", (ev) => { ev.preventDefault(); setSlice(slice + Math.sign(ev.deltaY)); },
-                          { passive: false });
-  let drag = null;
-  canvas.addEventListener("pointerdown", (ev) => {
-    drag = { x: ev.clientX, y: ev.clientY, level, width };
-    canvas.setPointerCapture(ev.pointerId);
-  });
-  canvas.addEventListener("pointermove", (ev) => {
-    if (!drag) return;
-    width = Math.max(0.05, drag.width + (ev.clientX - drag.x) * 0.005);
-    level = drag.level - (ev.clientY - drag.y) * 0.005;
-    render();
-  });
-  canvas.addEventListener("pointerup", () => { drag = null; });
+  $("zoom-in").addEventListener("click", () => setZoom(zoom * 1.25));
+  $("zoom-out").addEventListener("click", () => setZoom(zoom / 1.25));
+  $("zoom-fit").addEventListener("click", () => setZoom(1));
+  for (const c of [canvas, t2wCanvas]) {
+    if (!c) continue;
+    c.addEventListener("wheel", (ev) => { ev.preventDefault(); setSlice(slice + Math.sign(ev.deltaY)); },
+                       { passive: false });
+    let drag = null;
+    c.addEventListener("pointerdown", (ev) => {
+      drag = { x: ev.clientX, y: ev.clientY, level, width, panX, panY, pan: ev.shiftKey };
+      c.setPointerCapture(ev.pointerId);
+    });
+    c.addEventListener("pointermove", (ev) => {
+      if (!drag) return;
+      if (drag.pan) {  // Shift+drag pans the (zoomed) view
+        panX = drag.panX + (ev.clientX - drag.x);
+        panY = drag.panY + (ev.clientY - drag.y);
+        fitCanvas();
+        return;
+      }
+      if (c !== canvas) return;  // window/level applies to the case image only
+      width = Math.max(0.05, drag.width + (ev.clientX - drag.x) * 0.005);
+      level = drag.level - (ev.clientY - drag.y) * 0.005;
+      render();
+    });
+    c.addEventListener("pointerup", () => { drag = null; });
+  }
+
+  const SLICE_KEYS = { ArrowUp: -1, ArrowLeft: -1, PageUp: -1, ArrowDown: 1, ArrowRight: 1, PageDown: 1 };
+  const RANGES = new Set(["slice", "level", "width"]);
+
+  function answerByKey(key) {
+    // The radio whose data-key matches (e.g. "r", "3", "shift+3", "b"); checking it fires the usual save.
+    const input = document.querySelector("#answer-form input[data-key='" + CSS.escape(key) + "']");
+    if (!input || input.disabled) return false;
+    if (!input.checked) {
+      input.checked = true;
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+    }
+    return true;
+  }
+
+  // Capture phase: runs before the focused element's own key handling, so an arrow key pressed while a radio
+  // button has focus changes the slice and can never move the checked answer.
   document.addEventListener("keydown", (ev) => {
-    if (ev.target.tagName === "INPUT") return;  // radios use arrow keys themselves
-    if (ev.key === "ArrowUp" || ev.key === "PageUp") { setSlice(slice - 1); ev.preventDefault(); }
-    if (ev.key === "ArrowDown" || ev.key === "PageDown") { setSlice(slice + 1); ev.preventDefault(); }
-  });
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const onRange = ev.target && RANGES.has(ev.target.id);
+    if (ev.key in SLICE_KEYS) {
+      if (onRange && ev.target.id !== "slice") return;  // the level/window sliders keep their own arrows
+      ev.preventDefault();
+      ev.stopPropagation();
+      if (ev.target && ev.target.type === "radio") ev.target.blur();
+      setSlice(slice + SLICE_KEYS[ev.key]);
+      return;
+    }
+    if (ev.key === "Home" || ev.key === "End") {
+      if (onRange) return;
+      ev.preventDefault();
+      if (img) setSlice(ev.key === "Home" ? 0 : img.S - 1);
+      return;
+    }
+    if (!st || ev.repeat) return;
+    const digit = /^Digit([1-5])$/.exec(ev.code || "");
+    const letter = (ev.key || "").length === 1 ? ev.key.toLowerCase() : "";
+    let handled = false;
+    if (digit) handled = answerByKey((ev.shiftKey ? "shift+" : "") + digit[1]);
+    else if (letter === "n" && !ev.shiftKey) { showCase(index + 1); handled = true; }
+    else if (letter === "p" && !ev.shiftKey) { showCase(index - 1); handled = true; }
+    else if (letter === "z") { setZoom(zoom * 1.25); handled = true; }
+    else if (letter === "x") { setZoom(zoom / 1.25); handled = true; }
+    else if (letter === "f") { setZoom(1); handled = true; }
+    else if (letter === "w") { level = DEFAULT_LEVEL; width = DEFAULT_WIDTH; render(); handled = true; }
+    else if (letter) handled = answerByKey((ev.shiftKey ? "shift+" : "") + letter);
+    if (handled) ev.preventDefault();
+  }, true);
   window.addEventListener("resize", () => { if (img) fitCanvas(); });
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") startClock(); else flushTime();
+  });
+  window.addEventListener("pagehide", flushTime);
   window.addEventListener("beforeunload", (ev) => { if (pending > 0) ev.preventDefault(); });
 
   (async function start() {
