@@ -374,6 +374,24 @@ def _add_utility(sub) -> None:
     src.add_argument("--pseudo-stir", type=Path, help="or a folder of precomputed <subject>_pseudoSTIR.nii.gz")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--config", type=Path, default=None, help="YAML UtilityConfig (classifier:, outcome: ...)")
+    from .downstream.web.schema import API_SCHEMA
+
+    v = osub.add_parser("serve", help="local web page: probability with interval, SHAP waterfall, van Middendorp, "
+                        "model card; JSON API and batch CSV", formatter_class=_formatter,
+                        description="Serve the outcome models given (never a path from a request) on a local web "
+                        "page, e.g. synthseq outcome serve runs/outcome_ambulation/model.ssmodel. Research use "
+                        "only, not a medical device.", epilog="JSON API (the page uses it):\n" + API_SCHEMA)
+    v.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="model.ssmodel file(s) from outcome fit")
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    v.add_argument("--port", type=int, default=8050, help="port (default 8050; 0 picks a free one)")
+    v.add_argument("--checkpoint", type=Path, default=None,
+                   help="synthesis checkpoint: an uploaded T2w gets a pseudo-STIR (and its image features)")
+    v.add_argument("--device", default="auto", help="device for --checkpoint: auto | cpu | cuda")
+    v.add_argument("--log-predictions", type=Path, default=None, metavar="FILE",
+                   help="append every answer (inputs and probabilities) to this JSON-lines file; default: nothing "
+                   "about a patient is stored or logged")
+    v.add_argument("--max-upload-mb", type=float, default=64.0, help="request size limit in MB (default 64)")
+    v.set_defaults(func=_run_outcome_serve)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides (e.g. classifier.epochs=10)")
     p.set_defaults(func=_run_utility)
@@ -399,6 +417,23 @@ def _add_reader_study(sub) -> None:
     p = sub.add_parser(
         "reader-study",
         help="blinded reader studies: build a case set, serve the reading page, export and analyze answers",
+def _run_outcome_serve(args: argparse.Namespace) -> int:
+    from .downstream.web.app import create_app, serve_outcome
+
+    synth = None
+    if args.checkpoint is not None:
+        from .downstream.sources import synthesizer_from_checkpoint
+
+        synth = synthesizer_from_checkpoint(args.checkpoint, args.device)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
+    app = create_app([str(m) for m in args.models], synthesizer=synth, log_predictions=args.log_predictions,
+                     max_upload_mb=args.max_upload_mb, host=args.host)
+    serve_outcome(app, args.host, args.port, ready=lambda url: print(f"serving the outcome page on {url}/ "
+                                                                    "(Ctrl+C to stop)", flush=True))
+    return 0
+
+
         description="Visual Turing test / image-quality / finding-detection reader studies on real vs synthetic "
         "STIR:\n  build -> serve (each reader opens a personal link) -> export -> analyze.",
         formatter_class=_formatter,

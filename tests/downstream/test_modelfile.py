@@ -9,7 +9,13 @@ import pytest
 from synthseq.cli import main
 from synthseq.downstream.classifier import ClassifierConfig, InjuryClassifier, build_network
 from synthseq.downstream.modelfile import MAGIC, read_model_file, write_model_file
-from synthseq.downstream.outcome import OutcomeConfig, OutcomeModel, catboost_available, fit_ensemble, make_estimator
+from synthseq.downstream.outcome import (
+    OutcomeConfig,
+    OutcomeModel,
+    catboost_available,
+    fit_ensemble,
+    make_estimator,
+)
 from synthseq.errors import InputError
 
 
