@@ -52,6 +52,7 @@ class DataConfig:
     min_foreground: float = 0.05  #: slices with a smaller body fraction are not sampled
     register: bool = False  #: rigidly register each target onto its input grid (NCC) after affine resampling
     lesion_key: str | None = None  #: e.g. "lesions": per-subject lesion map (code > 0 = lesion) for loss.lambda_lesion
+    lesion_slice_weight: float = 1.0  #: paired + lesion_key: slices with a lesion drawn this many times as often (> 1 also keeps the lesion in the crop)
     augment: bool = True
     gpu_resident: bool | None = None  #: slice bank resident on the training device (None/true); false: DataLoader
     num_workers: int = 0

@@ -279,6 +279,59 @@ def crop_window(h: int, w: int, size: int, rng: np.random.Generator | None) -> t
     return int(rng.integers(0, ph - size + 1)), int(rng.integers(0, pw - size + 1))
 
 
+def crop_window_around(h: int, w: int, size: int, point: tuple[int, int], rng: np.random.Generator,
+                       margin: int | None = None) -> tuple[int, int]:
+    """A random :func:`crop_window` (padded coordinates) whose crop holds ``point`` (row, col of the unpadded image)
+    at least ``margin`` pixels (default ``size // 8``) from its edges, where the image allows; uniform otherwise."""
+    margin = size // 8 if margin is None else int(margin)
+    out = []
+    for n, c in ((h, point[0]), (w, point[1])):
+        pn = max(n, size)
+        c = c + (pn - n) // 2  # into padded coordinates
+        lo, hi = 0, pn - size
+        a, b = max(lo, c + margin - size + 1), min(hi, c - margin)
+        if a > b:
+            a, b = lo, hi
+        out.append(int(rng.integers(a, b + 1)))
+    return out[0], out[1]
+
+
+def lesion_centres(stacks: list[SliceStack], index: list[tuple[int, int]]) -> list[tuple[int, int] | None]:
+    """Per indexed slice, the (row, col) centre of its lesion pixels' bounding box, or None without a lesion."""
+    out: list[tuple[int, int] | None] = []
+    for si, sj in index:
+        les = stacks[si].lesion
+        if les is None or not les[sj, 0].any():
+            out.append(None)
+            continue
+        rows, cols = np.flatnonzero(les[sj, 0].any(1)), np.flatnonzero(les[sj, 0].any(0))
+        out.append((int(rows[0] + rows[-1]) // 2, int(cols[0] + cols[-1]) // 2))
+    return out
+
+
+class WeightedEpochSampler(torch.utils.data.Sampler):
+    """Per epoch, ``len(weights)`` indices drawn with replacement in proportion to ``weights``, then this rank's
+    shard (every ``world_size``-th); an exact function of ``(seed, epoch)`` like ``DistributedSampler``."""
+
+    def __init__(self, weights: np.ndarray, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 1 or not len(w) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError("weights must be a non-empty 1D array of non-negative numbers, not all 0")
+        self.p, self.rank, self.world_size, self.seed, self.epoch = w / w.sum(), rank, world_size, seed, 0
+        self.total = len(w) - len(w) % world_size  # drop_last, as the DistributedSampler it replaces
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.total // self.world_size
+
+    def __iter__(self):
+        rng = np.random.default_rng([int(self.seed) & 0xFFFFFFFF, self.epoch, 0x1E5])
+        idx = rng.choice(len(self.p), size=self.total, replace=True, p=self.p)
+        return iter(int(i) for i in idx[self.rank::self.world_size])
+
+
 def crop_pad(x: np.ndarray, size: int, top: int, left: int, pad_values: np.ndarray | float) -> np.ndarray:
     """``(C, H, W)`` -> ``(C, size, size)``: pad centred to at least ``size`` with ``pad_values`` (per channel),
     then cut the window at ``(top, left)`` (see :func:`crop_window`)."""
@@ -330,9 +383,12 @@ class _SliceDatasetBase(torch.utils.data.Dataset):
             setattr(self, name, build_augmentation(self.augment_settings, geometric, intensity))
         return getattr(self, name)
 
-    def _crop(self, arrays: list[tuple[np.ndarray, np.ndarray | float]], rng) -> list[torch.Tensor]:
+    def _crop(self, arrays: list[tuple[np.ndarray, np.ndarray | float]], rng,
+              around: tuple[int, int] | None = None) -> list[torch.Tensor]:
         h, w = arrays[0][0].shape[1:]
         top, left = crop_window(h, w, self.image_size, rng if self.augment else None)
+        if around is not None and self.augment:  # keep the crop on this point (a lesion), still at random
+            top, left = crop_window_around(h, w, self.image_size, around, rng)
         return [torch.from_numpy(crop_pad(x, self.image_size, top, left, pad)) for x, pad in arrays]
 
 
@@ -368,6 +424,7 @@ class PairedSliceDataset(_SliceDatasetBase):
         norm_mask: str = "auto",
         augment_settings: AugmentSettings | None = None,
         lesion_key: str | None = None,
+        lesion_slice_weight: float = 1.0,
     ) -> None:
         super().__init__(image_size, min_foreground, augment, seed, augment_settings)
         self.input_keys, self.target_key, self.context_slices = list(input_keys), target_key, context_slices
@@ -376,6 +433,20 @@ class PairedSliceDataset(_SliceDatasetBase):
         self.stacks = [prepare_subject(s, self.input_keys, target_key, **kw) for s in subjects]
         self.index = self._index(self.stacks, min_foreground)
         self._check(self.index, self.stacks, "paired dataset", min_foreground)
+        if lesion_slice_weight != 1.0 and lesion_key is None:
+            raise ValueError("lesion_slice_weight != 1 needs lesion maps (lesion_key)")
+        if not lesion_slice_weight > 0:
+            raise ValueError(f"lesion_slice_weight must be > 0, got {lesion_slice_weight}")
+        self.lesion_slice_weight = float(lesion_slice_weight)
+        self._centres = lesion_centres(self.stacks, self.index) if lesion_key is not None else None
+
+    @property
+    def sample_weights(self) -> np.ndarray | None:
+        """Relative draw probability of each indexed slice (lesion slices ``lesion_slice_weight``, others 1), or
+        None when sampling is uniform. With a weight > 1 the random crop of a lesion slice also keeps its lesion."""
+        if self.lesion_slice_weight == 1.0 or self._centres is None:
+            return None
+        return np.array([self.lesion_slice_weight if c is not None else 1.0 for c in self._centres])
 
     # the GPU bank reads pools A and B through these (paired: the same stacks and slices)
     @property
@@ -404,7 +475,8 @@ class PairedSliceDataset(_SliceDatasetBase):
         if st.lesion is not None:
             arrays.append((st.lesion[sj], 0.0))
             keys.append("lesion")
-        item = dict(zip(keys, self._crop(arrays, rng)), subject=st.subject, slice=sj)
+        around = self._centres[i] if self._centres is not None and self.lesion_slice_weight > 1 else None
+        item = dict(zip(keys, self._crop(arrays, rng, around)), subject=st.subject, slice=sj)
         if self.augment:
             aug = self._augmentation("_aug", tuple(keys), ("A",))  # every stack has a lesion map or none does
             item = augment_item(aug, item, int(rng.integers(2**32)), keys)
@@ -477,4 +549,5 @@ class UnpairedSliceDataset(_SliceDatasetBase):
 
 
 __all__ = ["AIRWAY_LABEL", "PairedSliceDataset", "SliceStack", "UnpairedSliceDataset", "body_mask_from_intensity",
-           "body_mask_from_labels", "crop_pad", "crop_window", "prepare_subject", "volume_slices"]
+           "body_mask_from_labels", "crop_pad", "crop_window", "prepare_subject", "volume_slices",
+           "WeightedEpochSampler", "crop_window_around", "lesion_centres"]

@@ -5,7 +5,8 @@ with its own normalized background value) as three tensors on the device: A ``(N
 ``(N, 1, Hc, Wc)`` and B ``(N_b, 1, Hc, Wc)``. :meth:`GPUSliceBank.sample` makes one batch with a handful of
 batched tensor ops (no Python loop over the batch, no host synchronisation):
 
-1. slice indices (paired: B is the same slice as A; unpaired: independent indices for B);
+1. slice indices (paired: B is the same slice as A; unpaired: independent indices for B); uniform, or with
+   :meth:`GPUSliceBank.use_lesion_sampling` lesion slices drawn ``weight`` times as often;
 2. a crop window per item: random, kept so the crop covers as much of the slice as possible (a slice smaller
    than the crop lies wholly inside it), or centred when ``augment`` is False (an exact integer crop);
 3. with ``augment``: one affine per item (flip along W, rotation, isotropic zoom, shift; the choices of
@@ -155,6 +156,7 @@ class GPUSliceBank:
         seed: int | None = None,
         dtype: torch.dtype = torch.float32,
         augment_settings: AugmentSettings | None = None,
+        lesion_slice_weight: float | None = None,
     ) -> GPUSliceBank:
         """Move the sampleable slices of ``ds`` (its ``min_foreground`` selection) onto ``device``.
 
@@ -166,6 +168,8 @@ class GPUSliceBank:
             seed: seed of the default generator (default: the dataset's seed).
             dtype: storage dtype on the device (batches are float32).
             augment_settings: default: the dataset's.
+            lesion_slice_weight: default: the dataset's (``lesion_slice_weight``, 1 = uniform); see
+                :meth:`use_lesion_sampling`.
         """
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
@@ -184,9 +188,40 @@ class GPUSliceBank:
         if ds.paired and ds.stacks_a[index_a[0][0]].lesion is not None:
             mask = torch.cat([mask, _canvas(ds.stacks_a, index_a, "lesion", None, hc, wc, dtype)[0]], 1)
         b, boxes_b = _canvas(ds.stacks_b, index_b, "B", "pad_B", hc, wc, dtype)
-        return cls(a, mask, b, boxes_a, boxes_b, size, ds.paired,
+        bank = cls(a, mask, b, boxes_a, boxes_b, size, ds.paired,
                    augment_settings=augment_settings or ds.augment_settings,
                    seed=ds.seed if seed is None else seed, rank=rank, world_size=world_size, device=device)
+        weight = getattr(ds, "lesion_slice_weight", 1.0) if lesion_slice_weight is None else lesion_slice_weight
+        if weight != 1.0:
+            bank.use_lesion_sampling(weight)
+        return bank
+
+    def use_lesion_sampling(self, weight: float) -> None:
+        """Draw slices holding a lesion (paired banks with lesion maps) ``weight`` times as often as the others;
+        with ``weight > 1`` the random crop of such a slice also keeps the centre of its lesion's bounding box at
+        least ``image_size // 8`` pixels inside (where the slice allows), so the lesion is in the crop."""
+        if not weight > 0:
+            raise ValueError(f"lesion slice weight must be > 0, got {weight}")
+        if self.mask.shape[1] < 2:
+            raise ValueError("lesion sampling needs a paired bank with lesion maps (data.lesion_key)")
+        les = self.mask[:, 1] > 0.5  # (N, Hc, Wc)
+        has = les.flatten(1).any(1)
+        self._weights = torch.where(has, float(weight), 1.0).to(self.device, torch.float32)
+        if weight <= 1.0:
+            return
+        size, m = self.image_size, self.image_size // 8
+        span = []
+        for axis in (2, 1):  # rows: any over columns; cols: any over rows
+            on = les.any(axis)  # (N, L)
+            pos = torch.arange(on.shape[1], device=self.device)
+            first = torch.where(on, pos, on.shape[1]).amin(1)
+            last = torch.where(on, pos, -1).amax(1)
+            span.append((first + last) // 2)
+        centre = torch.stack(span, 1)  # (N, 2) canvas (row, col)
+        lo, hi = centre + m - size + 1, centre - m
+        lo, hi = torch.maximum(lo, self._lo_a), torch.minimum(hi, self._hi_a)
+        ok = (has[:, None] & (lo <= hi)).all(1, keepdim=True)
+        self._lo_a, self._hi_a = torch.where(ok, lo, self._lo_a), torch.where(ok, hi, self._hi_a)
 
     @classmethod
     def from_subjects(
@@ -237,7 +272,9 @@ class GPUSliceBank:
             raise ValueError(f"generator is on {g.device} but the bank is on {self.device}: "
                              f"use torch.Generator(device={str(self.device)!r})")
         dev, n = self.device, batch_size
-        ia = torch.randint(len(self), (n,), generator=g, device=dev)
+        w = getattr(self, "_weights", None)
+        ia = (torch.randint(len(self), (n,), generator=g, device=dev) if w is None
+              else torch.multinomial(w, n, replacement=True, generator=g))
         ib = ia if self.paired else torch.randint(int(self.B.shape[0]), (n,), generator=g, device=dev)
         off_a = self._origins(ia, self._lo_a, self._hi_a, augment, g)
         off_b = off_a if self.paired else self._origins(ib, self._lo_b, self._hi_b, augment, g)

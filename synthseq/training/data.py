@@ -67,10 +67,14 @@ class LoaderSource:
                  num_workers: int = 0, pin_memory: bool = False) -> None:
         from torch.utils.data import DistributedSampler
 
+        from ..data.datasets import WeightedEpochSampler
+
         self.dataset, self.batch_size, self.grad_accum, self.seed = dataset, batch_size, grad_accum, seed
         self.info, self.num_workers, self.pin_memory = info, num_workers, pin_memory
-        self.sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                          seed=seed, drop_last=True)
+        weights = getattr(dataset, "sample_weights", None)  # lesion slices drawn more often (data.lesion_slice_weight)
+        self.sampler = (WeightedEpochSampler(weights, info.rank, info.world_size, seed) if weights is not None else
+                        DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                           seed=seed, drop_last=True))
         self.per_epoch = len(self.sampler) // batch_size
         if self.per_epoch < 1:
             raise InputError(f"training set has {len(dataset)} slices, fewer than one batch per process "
@@ -158,8 +162,13 @@ def train_dataset(cfg: Config, subjects: list[Any]) -> Any:
     from ..data.datasets import PairedSliceDataset, UnpairedSliceDataset
 
     kw = dict(_datasets_kwargs(cfg), augment=cfg.data.augment, seed=cfg.train.seed)
+    w = cfg.data.lesion_slice_weight
+    if w != 1.0 and not (cfg.data.lesion_key and cfg.data.paired and w > 0):
+        raise ConfigError(f"data.lesion_slice_weight={w}: needs paired data, data.lesion_key (e.g. lesions) and a "
+                          f"weight > 0")
     if cfg.data.paired:  # registration refines a pair's alignment: it has no meaning for unpaired pools
-        return PairedSliceDataset(subjects, register=cfg.data.register, lesion_key=cfg.data.lesion_key, **kw)
+        return PairedSliceDataset(subjects, register=cfg.data.register, lesion_key=cfg.data.lesion_key,
+                                  lesion_slice_weight=w, **kw)
     pools = cfg.data.unpaired_pools
     if pools == "shared":
         return UnpairedSliceDataset(subjects, subjects, **kw)
