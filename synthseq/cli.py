@@ -80,11 +80,17 @@ def _add_phantom(sub) -> None:
     p.set_defaults(func=_run_phantom)
 
 
+MAX_MISREGISTRATION_MM = 20.0  #: beyond this a shift is not a misregistration but another field of view
+
+
 def _run_phantom(args: argparse.Namespace) -> int:
     from .phantom import generate_dataset
 
     if args.subjects < 1:
         raise SynthseqError(f"--subjects must be at least 1, got {args.subjects}")
+    if not 0.0 <= args.misregistration_mm <= MAX_MISREGISTRATION_MM:  # also false for nan; inf is out of range
+        raise SynthseqError(f"--misregistration-mm: expected a finite number of mm in [0, {MAX_MISREGISTRATION_MM:g}], "
+                            f"got {args.misregistration_mm}")
     out = generate_dataset(
         args.out, subjects=args.subjects, seed=args.seed, preset=args.preset, field_strength=args.field,
         preview=args.preview, overwrite=args.overwrite, misregistration_mm=args.misregistration_mm,
@@ -263,6 +269,7 @@ def _add_classify(sub) -> None:
     q.add_argument("--checkpoint", type=Path, default=None,
                    help="synthesis checkpoint for a t2w+pseudostir model (default: the one in its config)")
     q.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing --out file (never an input)")
     q.set_defaults(func=_run_classify_predict)
 
 
@@ -283,6 +290,8 @@ def _run_classify_train(args: argparse.Namespace) -> int:
 def _run_classify_predict(args: argparse.Namespace) -> int:
     from .downstream.classifier import predict_classifier
 
+    check_output(args.out, {"--model": args.model, "--data": args.data, "--checkpoint": args.checkpoint},
+                 args.overwrite)
     print(predict_classifier(args.model, args.data, args.out, checkpoint=args.checkpoint, device=args.device))
     return 0
 
@@ -313,6 +322,8 @@ def _add_outcome(sub) -> None:
                        help="output CSV" if name == "predict" else "output folder")
         q.add_argument("--checkpoint", type=Path, default=None,
                        help="synthesis checkpoint when the model uses pseudo-STIR features")
+        if name == "predict":
+            q.add_argument("--overwrite", action="store_true", help="replace an existing --out file (never an input)")
         if name == "explain":
             q.add_argument("--subject", action="append", default=None,
                            help="subject to explain individually (repeatable; default: the first three)")
@@ -345,6 +356,8 @@ def _run_outcome_fit(args: argparse.Namespace) -> int:
 def _run_outcome_predict(args: argparse.Namespace) -> int:
     from .downstream.outcome import predict_outcome
 
+    check_output(args.out, {"--model": args.model, "--data": args.data, "--checkpoint": args.checkpoint},
+                 args.overwrite)
     print(predict_outcome(args.model, args.data, args.out, checkpoint=args.checkpoint))
     return 0
 
@@ -412,6 +425,17 @@ def _run_utility(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    """argparse type of --port: an integer 0..65535 (argparse turns the ValueError into a one-line usage error)."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+_port.__name__ = "port (0-65535)"  # argparse names the type in its message: "invalid port (0-65535) value"
+
+
 def _add_reader_study(sub) -> None:
     """``synthseq reader-study build|serve|export|analyze`` (owned by synthseq.reader_study)."""
     p = sub.add_parser(
@@ -456,6 +480,11 @@ def _run_outcome_serve(args: argparse.Namespace) -> int:
                    help="mid: middle slice +/-2; lesion: slices spanning the findings; all (default mid)")
     b.add_argument("--cases", type=int, default=None,
                    help="total cases, even (a real and a synthetic per subject); default: every paired subject")
+    b.add_argument("--min-gap", type=int, default=None,
+                   help="a subject's real and synthetic case are at least this many positions apart in every "
+                   "reader's order (default 5, less for small studies)")
+    b.add_argument("--t2w", type=Path, default=None,
+                   help="folder with sub-XXXX*_T2w.nii.gz on the real grid: show each subject's T2w beside its cases")
     b.set_defaults(func=_run_reader_study_build)
 
     s = rs.add_parser("serve", help="serve the reading page locally and print each reader's personal link",
@@ -465,13 +494,15 @@ def _run_outcome_serve(args: argparse.Namespace) -> int:
     s.add_argument("study", type=Path, help="study folder written by `reader-study build`")
     s.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; other hosts expose the page on the network)")
-    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    s.add_argument("--port", type=_port, default=8000, help="port 0-65535 (default 8000; 0 picks a free one)")
     s.set_defaults(func=_run_reader_study_serve)
 
     e = rs.add_parser("export", help="write every reader's answers as CSV (default STUDY/answers.csv)",
                       formatter_class=_formatter)
     e.add_argument("study", type=Path, help="study folder")
-    e.add_argument("--out", type=Path, default=None, help="CSV file (default STUDY/answers.csv)")
+    e.add_argument("--out", type=Path, default=None,
+                   help="CSV file (default STUDY/answers.csv, refreshed); never one of the study's own files")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     e.set_defaults(func=_run_reader_study_export)
 
     a = rs.add_parser("analyze", help="unblind and analyze: Turing test, agreement, Likert, findings; report",
@@ -488,7 +519,7 @@ def _run_reader_study_build(args: argparse.Namespace) -> int:
     from .reader_study import build_study
 
     summary = build_study(args.real, args.synthetic, args.out, args.readers.split(","), lesions=args.lesions,
-                          seed=args.seed, slices=args.slices, cases=args.cases)
+                          seed=args.seed, slices=args.slices, cases=args.cases, min_gap=args.min_gap, t2w=args.t2w)
     print(f"wrote {summary.cases} cases ({len(summary.subjects)} subjects) for {len(summary.readers)} reader(s) "
           f"to {summary.study}")
     if summary.unpaired:
@@ -517,7 +548,7 @@ def _run_reader_study_serve(args: argparse.Namespace) -> int:
 def _run_reader_study_export(args: argparse.Namespace) -> int:
     from .reader_study import export_answers
 
-    print(export_answers(args.study, args.out))
+    print(export_answers(args.study, args.out, overwrite=args.overwrite))
     return 0
 
 
@@ -581,11 +612,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SynthseqError as exc:
         if args.debug:
             raise
-        print(f"synthseq: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"synthseq: error: {_one_line(str(exc) or type(exc).__name__)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        # Any file the system refused (full disk, read-only, a folder where a file goes, a path under a file):
+        # one line naming the path, wherever in the code the write or read happened.
+        if args.debug:
+            raise
+        print(f"synthseq: error: {_one_line(_os_error_message(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("synthseq: interrupted", file=sys.stderr)
         return 130
+
+
+def check_output(out: Path, inputs: dict[str, Path | None], overwrite: bool, flag: str = "--out") -> None:
+    """Refuse an output file that is one of the command's inputs (or a file inside an input folder), a folder,
+    or an existing file without ``--overwrite``: a command never destroys what the user did not name as output."""
+    from .errors import InputError
+
+    target = Path(out).resolve()
+    for name, given in inputs.items():
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if target == source or (source.is_dir() and target.is_relative_to(source) and target.exists()):
+            what = "is" if target == source else "is a file of the input folder"
+            raise InputError(f"{out}: {what} {name} {given}; choose another {flag}")
+    if target.is_dir():
+        raise InputError(f"{out}: is a folder; {flag} takes a file name")
+    if target.exists() and not overwrite:
+        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+
+
+def _one_line(text: str) -> str:
+    """Messages are one line: a newline (e.g. inside a path) is shown as ``\\n`` instead of cutting the message."""
+    return text.strip().replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _os_error_message(exc: OSError) -> str:
+    """``PATH: reason`` (or ``PATH -> PATH2: reason``) of an OSError, naming the file whenever one is known."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return f"{reason} ({type(exc).__name__})"
+    where = f"{exc.filename}" + (f" -> {exc.filename2}" if getattr(exc, "filename2", None) else "")
+    return f"{where}: {reason}"
 
 
 if __name__ == "__main__":  # pragma: no cover

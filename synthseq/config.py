@@ -16,6 +16,7 @@ dataclass, so other parts of the package (e.g. downstream classifiers) define th
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Sequence
@@ -29,6 +30,33 @@ from .errors import ConfigError
 from .utils import atomic_write_text
 
 T = TypeVar("T")
+
+
+# ------------------------------------------------------------------------------------------- value checks
+def check_int(key: str, value: Any, low: int | None = 1, high: int | None = None) -> None:
+    """ConfigError naming ``key`` unless ``value`` is an integer in ``[low, high]`` (None: unbounded)."""
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low) or (
+            high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(f"{key}: expected an integer {bound}, got {value!r}")
+
+
+def check_float(key: str, value: Any, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """ConfigError naming ``key`` unless ``value`` is a finite number within the given bounds."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low is None or (value > low if low_open else value >= low))
+    ok = ok and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+        raise ConfigError(f"{key}: expected a finite number {' and '.join(p for p in (lo, hi) if p)}, got {value!r}"
+                          .replace("number  ", "number ").replace(" , got", ", got"))
+
+
+def check_choice(key: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------------------------- sections
@@ -57,6 +85,31 @@ class DataConfig:
     gpu_resident: bool | None = None  #: slice bank resident on the training device (None/true); false: DataLoader
     num_workers: int = 0
 
+    def validate(self, prefix: str = "data") -> DataConfig:
+        """Ranges of every value (ConfigError naming the key); returns self."""
+        check_int(f"{prefix}.image_size", self.image_size, 8)
+        check_int(f"{prefix}.context_slices", self.context_slices, 1)
+        if self.context_slices % 2 == 0:
+            raise ConfigError(f"{prefix}.context_slices: expected an odd number (the slice and as many neighbours "
+                              f"on each side), got {self.context_slices}")
+        check_choice(f"{prefix}.norm", self.norm, ("percentile", "zscore"))
+        check_choice(f"{prefix}.unpaired_pools", self.unpaired_pools, ("shared", "disjoint"))
+        if len(self.norm_percentiles) != 2:
+            raise ConfigError(f"{prefix}.norm_percentiles: expected [low, high], got {self.norm_percentiles!r}")
+        low, high = self.norm_percentiles
+        check_float(f"{prefix}.norm_percentiles[0]", low, 0.0, 100.0)
+        check_float(f"{prefix}.norm_percentiles[1]", high, low, 100.0, low_open=True)
+        if self.pixel_spacing_mm is not None:
+            check_float(f"{prefix}.pixel_spacing_mm", self.pixel_spacing_mm, 0.0, low_open=True)
+        check_float(f"{prefix}.val_fraction", self.val_fraction, 0.0, 1.0, high_open=True)
+        check_float(f"{prefix}.test_fraction", self.test_fraction, 0.0, 1.0, high_open=True)
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(f"{prefix}.val_fraction + {prefix}.test_fraction: leave subjects to train on, got "
+                              f"{self.val_fraction} + {self.test_fraction}")
+        check_float(f"{prefix}.min_foreground", self.min_foreground, 0.0, 1.0)
+        check_int(f"{prefix}.num_workers", self.num_workers, 0)
+        return self
+
 
 @dataclass
 class ModelConfig:
@@ -81,6 +134,14 @@ class LossConfig:
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
     pool_size: int = 50
+
+    def validate(self, prefix: str = "loss") -> LossConfig:
+        check_choice(f"{prefix}.gan_mode", self.gan_mode, ("auto", "vanilla", "lsgan", "hinge"))
+        for f in dataclasses.fields(self):
+            if f.name.startswith("lambda_"):
+                check_float(f"{prefix}.{f.name}", getattr(self, f.name), 0.0)
+        check_int(f"{prefix}.pool_size", self.pool_size, 0)
+        return self
 
 
 @dataclass
@@ -109,6 +170,21 @@ class TrainConfig:
     resume: bool = False
     seed: int = 0
 
+    def validate(self, prefix: str = "train") -> TrainConfig:
+        """Ranges of the training loop's values (ConfigError naming the key); returns self."""
+        if not str(self.out_dir).strip():
+            raise ConfigError(f"{prefix}.out_dir: empty; name the run directory (e.g. runs/pix2pix)")
+        for key in ("steps", "batch_size", "grad_accum", "val_every", "log_every", "image_every", "ckpt_every"):
+            check_int(f"{prefix}.{key}", getattr(self, key), 1)
+        check_int(f"{prefix}.cpu_threads", self.cpu_threads, 0)
+        check_float(f"{prefix}.lr", self.lr, 0.0, low_open=True)
+        check_float(f"{prefix}.beta1", self.beta1, 0.0, 1.0, high_open=True)
+        check_float(f"{prefix}.beta2", self.beta2, 0.0, 1.0, high_open=True)
+        check_choice(f"{prefix}.schedule", self.schedule, ("linear", "cosine", "constant"))
+        check_float(f"{prefix}.decay_start", self.decay_start, 0.0, 1.0)
+        check_choice(f"{prefix}.amp_dtype", self.amp_dtype, ("bfloat16", "float16"))
+        return self
+
 
 @dataclass
 class InferConfig:
@@ -117,6 +193,11 @@ class InferConfig:
     batch_size: int = 32
     device: str = "auto"
     uncertainty_samples: int = 8  #: test-time flips x dropout samples for --uncertainty
+
+    def validate(self, prefix: str = "infer") -> InferConfig:
+        check_int(f"{prefix}.batch_size", self.batch_size, 1)
+        check_int(f"{prefix}.uncertainty_samples", self.uncertainty_samples, 1)
+        return self
 
 
 @dataclass
@@ -129,6 +210,34 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+
+    def validate(self) -> Config:
+        """Check every section's value ranges and the ones that involve two sections; returns self.
+
+        Raises :class:`ConfigError` with one line naming the key, before any file is written.
+        """
+        self.data.validate()
+        self.loss.validate()
+        self.train.validate()
+        self.infer.validate()
+        multiple = _generator_size_multiple(self.model)
+        if multiple and self.data.image_size % multiple:
+            raise ConfigError(f"data.image_size: {self.data.image_size} is not a multiple of {multiple}, which "
+                              f"the {self.model.generator} generator needs (its depth); use a multiple of {multiple} "
+                              f"or a shallower generator (model.generator_kwargs.num_downs)")
+        return self
+
+
+def _generator_size_multiple(model: ModelConfig) -> int | None:
+    """What H and W must be multiples of for the built-in generators (None: not known here)."""
+    kwargs = model.generator_kwargs or {}
+    if model.generator == "unet":
+        depth = kwargs.get("num_downs", 8)
+        check_int("model.generator_kwargs.num_downs", depth, 2, 12)
+        return 2**depth
+    if model.generator == "resnet":
+        return 4
+    return None
 
 
 # -------------------------------------------------------------------------------------------- machinery
@@ -278,6 +387,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found")
     try:
         data = yaml.safe_load(path.read_text())
+    except (UnicodeDecodeError, ValueError) as exc:  # a binary file; YAML's reader refuses control characters too
+        raise ConfigError(f"{path}: not a YAML text file ({type(exc).__name__})") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
@@ -300,8 +411,12 @@ def load_typed(cls: type[T], path: str | Path | None = None, overrides: Sequence
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Load a run :class:`Config` from YAML plus ``key.sub=value`` overrides."""
-    return load_typed(Config, path, overrides)
+    """Load a run :class:`Config` from YAML plus ``key.sub=value`` overrides; values are range-checked."""
+    cfg = load_typed(Config, path, overrides)
+    try:
+        return cfg.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
 
 
 def dump_config(obj: Any) -> str:

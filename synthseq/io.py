@@ -151,6 +151,7 @@ def load_volume(path: str | Path, *, allow_zero: bool = False) -> Volume:
         img = nib.load(str(path))
         if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
             img = nib.Nifti1Image.from_image(img)
+        check_nifti_header(img, path)  # before any voxel is read: size, voxel type, geometry
         data = _scaled(img)
         if path.name.endswith(".gz"):
             _check_gzip(path)
@@ -162,6 +163,35 @@ def load_volume(path: str | Path, *, allow_zero: bool = False) -> Volume:
     check_volume_data(data, str(path), allow_zero=allow_zero)
     header = img.header.copy()
     return Volume(data=data, affine=img.affine, header=header, path=path)
+
+
+#: Largest volume read (voxels): 2**30 is 4 GiB as float32, far above any MRI series (512 x 512 x 400 is 1e8),
+#: and refuses a header that claims e.g. 2000^3 voxels before numpy tries to allocate them.
+MAX_VOXELS = 2**30
+
+
+def check_nifti_header(img: nib.Nifti1Image, path: Path) -> None:
+    """Refuse, from the header alone, what cannot be a grey-level 3D volume: more than :data:`MAX_VOXELS`
+    voxels, RGB/complex voxel types, and a voxel-to-world affine that is singular or not finite."""
+    shape = tuple(int(n) for n in img.header.get_data_shape())
+    voxels = 1
+    for n in shape:
+        voxels *= max(n, 0)
+    if voxels > MAX_VOXELS:
+        raise InputError(f"{path}: the header claims {' x '.join(map(str, shape))} = {voxels:.3g} voxels, more than "
+                         f"the {MAX_VOXELS:.3g} synthseq reads (a corrupt header, or not one MR volume)")
+    dtype = img.header.get_data_dtype()
+    if dtype.fields is not None or dtype.kind == "c":
+        kind = "RGB/colour" if dtype.fields is not None else "complex"
+        raise InputError(f"{path}: {kind} voxels ({dtype}); expected grey-level intensities (one value per voxel)")
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.isfinite(affine).all():
+        raise InputError(f"{path}: the voxel-to-world affine has NaN or infinite entries")
+    linear = affine[:3, :3]
+    if np.linalg.matrix_rank(linear) < 3 or np.linalg.cond(linear) > 1e8:
+        zooms = ", ".join(f"{z:g}" for z in np.linalg.norm(linear, axis=0))
+        raise InputError(f"{path}: singular voxel-to-world affine (voxel sizes {zooms} mm); the header's "
+                         "sform/qform or pixdim is broken")
 
 
 def _check_gzip(path: Path) -> None:

@@ -42,7 +42,7 @@ def test_overrides_nested_bool_float_and_free_mapping():
 
 def test_yaml_file_then_overrides_win(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("train:\n  steps: 5\n  batch_size: 2\ndata:\n  image_size: 64\n")
+    path.write_text("train:\n  steps: 5\n  batch_size: 2\ndata:\n  image_size: 64\nmodel:\n  generator_kwargs: {num_downs: 6}\n")
     cfg = load_config(path, ["train.steps=7"])
     assert (cfg.train.steps, cfg.train.batch_size, cfg.data.image_size) == (7, 2, 64)
     assert cfg.loss.lambda_l1 == Config().loss.lambda_l1  # untouched sections keep defaults

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from .. import __version__
 from ..config import Config, dump_config, save_config, to_dict
 from ..errors import ConfigError
-from ..utils import progress, seed_everything
+from ..utils import directory_lock, progress, seed_everything
 from . import distributed as ddp
 from .checkpoint import (
     FORMAT,
@@ -238,13 +238,20 @@ def _check_resume_compatible(ckpt: dict[str, Any], cfg: Config, path: Path) -> N
 
 
 def run(cfg: Config) -> Path:
-    """Train ``cfg`` (fresh, or from ``OUT/last.pt`` when ``train.resume``) and return the run directory."""
+    """Train ``cfg`` (fresh, or from ``OUT/last.pt`` when ``train.resume``) and return the run directory.
+
+    Every config value is checked before anything is written; the run directory is locked while the run writes
+    into it, so a second run into the same ``train.out_dir`` fails at once (InputError naming the folder).
+    """
+    cfg.validate()
     info, device = ddp.setup(cfg.train.device)
     if device.type == "cpu" and cfg.train.cpu_threads > 0:
         # on shared cores, OpenMP threads spin-waiting for each other can make small convolutions 10x+ slower
         torch.set_num_threads(cfg.train.cpu_threads)
     try:
-        return _run(cfg, info, device)
+        lock = directory_lock(cfg.train.out_dir, "training") if info.is_main else contextlib.nullcontext()
+        with lock:
+            return _run(cfg, info, device)
     finally:
         ddp.cleanup(info)
 
