@@ -64,7 +64,13 @@ def check_choice(key: str, value: Any, choices: Sequence[str]) -> None:
 class DataConfig:
     """Where the volumes are and how slices are made."""
 
-    root: str = "data/phantom"  #: phantom-layout folder (sub-*/sub-*_T2w.nii.gz ...) or a manifest CSV
+    root: str = "data/phantom"  #: phantom-layout folder, BIDS folder or manifest CSV (synthseq.data.layout)
+    bids: dict[str, Any] = field(default_factory=dict)  #: BIDS: sequence key -> entity pattern(s), e.g. STIR: acq-tirm_T2w
+    sessions: str = "separate"  #: BIDS sessions: "separate" subjects | "grouped" (split by participant)
+    splits: str | None = None  #: splits file (JSON train/val/test lists, or CSV subject,split); beats the fractions
+    folds: int = 0  #: k-fold: K > 1 makes fold data.fold of K the test set
+    fold: int = 0
+    slice_plane: str = "sagittal"  #: "sagittal" | "axial" | "coronal" | "acquisition" (across the thickest voxels)
     input_keys: list[str] = field(default_factory=lambda: ["T2w"])  #: input sequences, stacked as channels
     target_key: str = "STIR"
     paired: bool = True  #: False: T2w and STIR pools drawn independently (CycleGAN)
@@ -168,6 +174,7 @@ class TrainConfig:
     image_every: int = 1000
     ckpt_every: int = 1000
     resume: bool = False
+    init_from: str | None = None  #: fine-tune: start from this checkpoint's weights (fresh optimizer and schedule)
     seed: int = 0
 
     def validate(self, prefix: str = "train") -> TrainConfig:

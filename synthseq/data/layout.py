@@ -212,15 +212,15 @@ def _bids_files(root: Path) -> list[Path]:
     return sorted(p for p in files if strip_nifti(p.name) is not None and not p.name.startswith("."))
 
 
-def is_bids(root: str | Path) -> bool:
-    """True if ``root`` looks like a BIDS folder (``dataset_description.json``, ``sub-*/[ses-*/]anat``, or
-    BIDS-named NIfTI files directly inside it)."""
+def is_bids(root: str | Path, *, loose: bool = True) -> bool:
+    """True if ``root`` looks like a BIDS folder (``dataset_description.json``, ``sub-*/[ses-*/]anat``, or, when
+    ``loose``, BIDS-named NIfTI files directly inside it)."""
     root = Path(root)
     if (root / "dataset_description.json").is_file():
         return True
     if any(root.glob("sub-*/anat")) or any(root.glob("sub-*/ses-*/anat")):
         return True
-    return any(p.is_file() and strip_nifti(p.name) for p in root.glob("sub-*_*"))
+    return loose and any(p.is_file() and strip_nifti(p.name) for p in root.glob("sub-*_*"))
 
 
 def scan_bids(root: str | Path, keys: Mapping[str, Any] | None = None, sessions: str = "separate"
@@ -245,10 +245,9 @@ def scan_bids(root: str | Path, keys: Mapping[str, Any] | None = None, sessions:
     key_map = bids_key_map(keys)
     patterns = [(key, *_entities(p)) for key, pats in key_map.items() for p in pats]
     records: dict[str, Subject] = {}
-    claimed: dict[tuple[str, str], tuple[int, Path]] = {}
+    candidates: dict[tuple[str, str], list[tuple[tuple[int, int], str, Path]]] = {}
     for f in _bids_files(root):
-        stem = strip_nifti(f.name)
-        parts = stem.split("_")
+        parts = strip_nifti(f.name).split("_")
         if not parts[0].startswith("sub-") or len(parts) < 2:
             continue
         participant = parts[0]
@@ -257,19 +256,25 @@ def scan_bids(root: str | Path, keys: Mapping[str, Any] | None = None, sessions:
         if not rest:
             continue
         ents, suffix = _entities(rest)
-        key, rank = rest, -1
+        key, rank = rest, (-1, -1)
         for name, p_ents, p_suffix in patterns:
-            if p_suffix == suffix and all(ents.get(k) == v for k, v in p_ents.items()) and len(p_ents) > rank:
-                key, rank = name, len(p_ents)
+            if p_suffix == suffix and all(ents.get(k) == v for k, v in p_ents.items()):
+                r = (int(p_ents == ents), len(p_ents))  # an exact match beats a subset match
+                if r > rank:
+                    key, rank = name, r
         sid = f"{participant}_{ses}" if ses else participant
-        group = participant if sessions == "grouped" else sid
-        sub = records.setdefault(sid, Subject(sid, {}, group=group))
-        prev = claimed.get((sid, key))
-        if prev is not None and prev[0] == rank:
-            raise InputError(f"{f}: a second {key} file for {sid} (also {prev[1]}); set data.bids to tell them apart")
-        if prev is None or rank > prev[0]:
-            claimed[(sid, key)] = (rank, f)
-            sub.paths[key] = f
+        records.setdefault(sid, Subject(sid, {}, group=participant if sessions == "grouped" else sid))
+        candidates.setdefault((sid, key), []).append((rank, rest, f))
+    for (sid, key), found in sorted(candidates.items()):
+        found.sort(key=lambda c: c[0], reverse=True)
+        if len(found) > 1 and found[0][0] == found[1][0]:
+            raise InputError(f"{found[1][2]}: a second {key} file for {sid} (also {found[0][2]}); set data.bids to "
+                             f"tell them apart")
+        records[sid].paths[key] = found[0][2]
+        for _, rest, f in found[1:]:  # a weaker match keeps its own name as key (e.g. acq-tirm_T2w)
+            if rest in records[sid].paths:
+                raise InputError(f"{f}: a second {rest} file for {sid} (also {records[sid].paths[rest]})")
+            records[sid].paths[rest] = f
     if not records:
         raise InputError(f"{root}: BIDS folder holds no images (expected sub-*/[ses-*/]anat/sub-*_T2w.nii.gz ...)")
     return [records[k] for k in sorted(records)]
@@ -404,7 +409,7 @@ def split_subjects(
     if splits_file is not None:
         parts = read_splits_file(splits_file)
         return _fixed_split(ordered, {sid: name for name, part in parts.items() for sid in part}, str(splits_file))
-    own = [getattr(s, "split", None) for s in ordered]
+    own = [s.split if isinstance(s, Subject) else None for s in ordered]  # (str has a .split method)
     if all(x is not None for x in own):
         return _fixed_split(ordered, {_id(s): s.split for s in ordered}, "manifest split column")
     if stratify is not None:

@@ -1,7 +1,9 @@
 """The data a run trains and validates on, built from ``cfg.data``.
 
-* Subjects come from ``cfg.data.root`` (phantom layout or CSV) and are split BY SUBJECT into train / val / test
-  (``splits.json`` in the run folder; a resumed run reuses the stored split).
+* Subjects come from ``cfg.data.root`` (phantom layout, BIDS or CSV: :mod:`synthseq.data.layout`) and are split
+  BY SUBJECT into train / val / test (a splits file, the manifest's ``split`` column, k-fold or seeded fractions;
+  ``splits.json`` in the run folder and in the checkpoint; a resumed run reuses the stored split). Subjects that
+  lack the target are left out of paired training and validation with one line naming them.
 * Training batches come either from a :class:`~synthseq.data.gpu.GPUSliceBank` (all slices resident on the
   training device, augmented there; the default on CUDA and on CPU alike, where it also beats a DataLoader with
   per-sample MONAI transforms on a few cores), or, with ``data.gpu_resident=false``, from a map-style slice dataset
@@ -16,6 +18,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ..config import Config
+from ..data.layout import Subject
 from ..errors import ConfigError, InputError
 from ..utils import atomic_write_text
 from . import distributed as ddp
@@ -109,15 +113,32 @@ class RunData:
     preview: dict[str, Tensor] | None  #: a few fixed validation slices for TensorBoard image grids
     pixel_spacing_mm: tuple[float, float] | None  #: (dh, dw) of training slices; None: they differ
     splits: dict[str, list[str]]
+    slice_plane: str = "sagittal"  #: the plane the training slices were cut in ("acquisition" resolved)
 
 
-def subject_splits(cfg: Config, run_dir: Path, resume: bool) -> tuple[dict[str, list[str]], dict]:
-    """Subjects by split id, and the subject records by id (a resumed run's from its ``splits.json``)."""
-    from ..data.manifest import load_subjects, split_subjects
+def say(message: str) -> None:
+    """One plain line on stderr (``synthseq: ...``): what the run decided about its data."""
+    print(f"synthseq: {message}", file=sys.stderr, flush=True)
+
+
+def load_run_subjects(cfg: Config) -> list[Subject]:
+    """The subjects of ``cfg.data.root`` (phantom layout, BIDS or CSV; :mod:`synthseq.data.layout`)."""
+    from ..data.layout import load_subjects
+
+    return load_subjects(cfg.data.root, bids=cfg.data.bids, sessions=cfg.data.sessions)
+
+
+def subject_splits(cfg: Config, run_dir: Path, resume: bool) -> tuple[dict[str, list[str]], dict[str, Subject]]:
+    """Subjects by split id, and the subject records by id (a resumed run's from its ``splits.json``).
+
+    The split is ``data.splits`` (a file), else the manifest's ``split`` column, else k-fold (``data.folds``,
+    ``data.fold``), else the seeded fractions (:func:`synthseq.data.layout.split_subjects`).
+    """
+    from ..data.layout import split_subjects
 
     d = cfg.data
-    subjects = load_subjects(d.root)
-    by_id = {_subject_id(s): s for s in subjects}
+    subjects = load_run_subjects(cfg)
+    by_id = {s.id: s for s in subjects}
     path = run_dir / "splits.json"
     if resume and path.is_file():
         splits = json.loads(path.read_text())
@@ -125,42 +146,64 @@ def subject_splits(cfg: Config, run_dir: Path, resume: bool) -> tuple[dict[str, 
         if missing:
             raise InputError(f"{path}: subject {missing[0]!r} of the stored split is not in {d.root}")
         return splits, by_id
-    parts = split_subjects(subjects, val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=d.split_seed)
-    splits = {name: [_subject_id(s) for s in _part(parts, name)] for name in ("train", "val", "test")}
+    parts = split_subjects(subjects, val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=d.split_seed,
+                           folds=d.folds, fold=d.fold, splits_file=d.splits)
+    splits = {name: [s.id for s in parts[name]] for name in ("train", "val", "test")}
     if not splits["train"]:
         raise ConfigError(f"data.root={d.root}: no training subjects after the split "
                           f"(val_fraction={d.val_fraction}, test_fraction={d.test_fraction})")
     return splits, by_id
 
 
-def _subject_id(subject: Any) -> str:
-    for attr in ("subject_id", "id", "subject", "name"):
-        if hasattr(subject, attr):
-            return str(getattr(subject, attr))
-    return str(subject)
+def usable(cfg: Config, subjects: list[Subject], part: str) -> tuple[list[Subject], list[Subject]]:
+    """The subjects of split ``part`` that can take part in training, as ``(input pool, target pool)``.
 
-
-def _part(parts: Any, name: str) -> list[Any]:
-    return list(parts[name] if isinstance(parts, dict) else getattr(parts, name))
+    Paired runs need every input and the target; a subject lacking one is left out with ONE line on stderr
+    naming it (it stays in its split, so ``synthesize`` still covers it). Unpaired runs take each pool from the
+    subjects that have its sequences.
+    """
+    d = cfg.data
+    lacking_in = [s for s in subjects if not all(s.has(k) for k in d.input_keys)]
+    lacking_target = [s for s in subjects if not s.has(d.target_key)]
+    if lacking_in:
+        say(f"data: {len(lacking_in)} {part} subject(s) without {'/'.join(d.input_keys)} left out: "
+            f"{', '.join(s.id for s in lacking_in)}")
+    if d.paired:
+        left = [s for s in lacking_target if s not in lacking_in]
+        if left:
+            say(f"data: {len(left)} {part} subject(s) without {d.target_key} left out of paired training: "
+                f"{', '.join(s.id for s in left)} (still synthesized with their split)")
+        both = [s for s in subjects if s not in lacking_in and s not in lacking_target]
+        return both, both
+    inputs = [s for s in subjects if s not in lacking_in]
+    targets = [s for s in subjects if s not in lacking_target]
+    if lacking_target:
+        say(f"data: {len(lacking_target)} {part} subject(s) without {d.target_key} left out of the target pool: "
+            f"{', '.join(s.id for s in lacking_target)}")
+    return inputs, targets
 
 
 def _datasets_kwargs(cfg: Config) -> dict[str, Any]:
     d = cfg.data
     return dict(input_keys=list(d.input_keys), target_key=d.target_key, image_size=d.image_size,
                 pixel_spacing_mm=d.pixel_spacing_mm, context_slices=d.context_slices, norm=d.norm,
-                norm_percentiles=list(d.norm_percentiles), min_foreground=d.min_foreground)
+                norm_percentiles=list(d.norm_percentiles), min_foreground=d.min_foreground,
+                slice_plane=d.slice_plane)
 
 
-def train_dataset(cfg: Config, subjects: list[Any]) -> Any:
+def train_dataset(cfg: Config, subjects: list[Subject], targets: list[Subject] | None = None) -> Any:
     """The training slice dataset: paired (with lesion maps if ``data.lesion_key``), or unpaired with T2w and STIR
-    slices picked independently from the TRAIN subjects. ``data.unpaired_pools="shared"`` draws both pools from all
-    of them (no pair is ever presented together, but each anatomy appears in both domains); ``"disjoint"`` gives the
-    T2w pool the even-indexed subjects and the STIR pool the odd ones, as when T2w-only and STIR-only studies come
-    from different patients."""
+    slices picked independently from the TRAIN subjects (``targets``: the target pool, default ``subjects``).
+    ``data.unpaired_pools="shared"`` draws both pools from all of them (no pair is ever presented together, but
+    each anatomy appears in both domains); ``"disjoint"`` gives the T2w pool the even-indexed subjects and the STIR
+    pool the odd ones, as when T2w-only and STIR-only studies come from different patients."""
     if cfg.loss.lambda_lesion > 0 and not (cfg.data.lesion_key and cfg.data.paired):
         raise ConfigError("loss.lambda_lesion > 0 needs paired data and data.lesion_key (e.g. lesions)")
     from ..data.datasets import PairedSliceDataset, UnpairedSliceDataset
 
+    if not subjects:
+        raise InputError(f"{cfg.data.root}: no training subject has {' and '.join(cfg.data.input_keys)}"
+                         + (f" and {cfg.data.target_key}" if cfg.data.paired else ""))
     kw = dict(_datasets_kwargs(cfg), augment=cfg.data.augment, seed=cfg.train.seed)
     w = cfg.data.lesion_slice_weight
     if w != 1.0 and not (cfg.data.lesion_key and cfg.data.paired and w > 0):
@@ -169,14 +212,16 @@ def train_dataset(cfg: Config, subjects: list[Any]) -> Any:
     if cfg.data.paired:  # registration refines a pair's alignment: it has no meaning for unpaired pools
         return PairedSliceDataset(subjects, register=cfg.data.register, lesion_key=cfg.data.lesion_key,
                                   lesion_slice_weight=w, **kw)
+    targets = subjects if targets is None else targets
     pools = cfg.data.unpaired_pools
     if pools == "shared":
-        return UnpairedSliceDataset(subjects, subjects, **kw)
+        return UnpairedSliceDataset(subjects, targets, **kw)
     if pools != "disjoint":
         raise ConfigError(f"data.unpaired_pools: expected shared or disjoint, got {pools!r}")
     if len(subjects) < 2:
         raise ConfigError(f"data.unpaired_pools=disjoint needs >= 2 training subjects, got {len(subjects)}")
-    return UnpairedSliceDataset(subjects[0::2], subjects[1::2], **kw)
+    ids_b = {s.id for s in subjects[1::2]}
+    return UnpairedSliceDataset(subjects[0::2], [s for s in targets if s.id in ids_b] or targets, **kw)
 
 
 def validation_batches(cfg: Config, subjects: list[Any], batch_size: int = 16
@@ -214,11 +259,22 @@ def common_spacing(dataset: Any) -> tuple[float, float] | None:
     return None
 
 
+def slice_plane_of(dataset: Any, cfg: Config) -> str:
+    """The one plane every training stack was cut in (ConfigError naming two subjects that differ)."""
+    planes = {st.subject: st.view.plane for st in getattr(dataset, "stacks_a", []) if st.view is not None}
+    if len(set(planes.values())) > 1:
+        (a, pa), (b, pb) = next((x, y) for x in planes.items() for y in planes.items() if x[1] != y[1])
+        raise ConfigError(f"data.slice_plane={cfg.data.slice_plane}: training subjects were acquired in different "
+                          f"planes ({a}: {pa}, {b}: {pb}); choose sagittal, axial or coronal")
+    return next(iter(planes.values()), cfg.data.slice_plane)
+
+
 def build_run_data(cfg: Config, device: torch.device, info: ddp.DistInfo, run_dir: Path, resume: bool) -> RunData:
     """Subjects -> split -> training batch source + validation batches (see the module docstring)."""
     splits, by_id = subject_splits(cfg, run_dir, resume)
-    train_subjects = [by_id[s] for s in splits["train"]]
-    dataset = train_dataset(cfg, train_subjects)
+    inputs, targets = usable(cfg, [by_id[s] for s in splits["train"]], "train")
+    dataset = train_dataset(cfg, inputs, targets)
+    plane = slice_plane_of(dataset, cfg)
     spacing = common_spacing(dataset)
     t = cfg.train
     resident = cfg.data.gpu_resident
@@ -235,7 +291,9 @@ def build_run_data(cfg: Config, device: torch.device, info: ddp.DistInfo, run_di
                               pin_memory=device.type == "cuda")
     val, preview = ([], None)
     if info.is_main:  # only rank 0 validates
-        val, preview = validation_batches(cfg, [by_id[s] for s in splits["val"]])
+        val_subjects = [s for s in (by_id[i] for i in splits["val"])
+                        if s.has(cfg.data.target_key) and all(s.has(k) for k in cfg.data.input_keys)]
+        val, preview = validation_batches(cfg, val_subjects)
         # written once every subject has loaded, so bad data or config leaves no run folder behind
         atomic_write_text(run_dir / "splits.json", json.dumps(splits, indent=2) + "\n")
-    return RunData(source, val, preview, spacing, splits)
+    return RunData(source, val, preview, spacing, splits, plane)

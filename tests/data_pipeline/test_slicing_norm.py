@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from synthseq.data import SagittalView, denormalize, normalize, stack_context, unstack_context
-from synthseq.data.datasets import body_mask_from_intensity, volume_slices
+from synthseq.data.preprocess import body_mask_from_intensity
 from synthseq.io import load_volume
 
 
@@ -97,9 +97,61 @@ def test_normalization_inverse_is_exact_on_real_data(h, method):
     np.testing.assert_array_equal(denormalize(y, params2), back)
 
 
-def test_volume_slices_helper_matches_view_and_normalization(h):
-    vol = load_volume(h.PSR_CROP)
-    x, params, view = volume_slices(vol, context_slices=3)
-    assert x.shape == (52, 3, 55, 60)
-    restored = denormalize(view.from_slices(unstack_context(x)), params)
-    np.testing.assert_allclose(restored, vol.data, atol=1e-3)
+# ------------------------------------------------------------------------------------- other planes
+@pytest.mark.parametrize("plane, axes", [("axial", ("SI", "AP", "LR")), ("coronal", ("AP", "SI", "LR")),
+                                         ("sagittal", ("LR", "SI", "AP"))])
+@pytest.mark.parametrize("codes", ["RAS", "LAS", "PSR"])
+def test_every_plane_points_left_posterior_inferior(plane, axes, codes):
+    """Axial RAS / LAS (and PSR) storage: +1 along S / H / W moves towards the negative end of the plane's axes."""
+    from synthseq.data.slicing import SliceView
+
+    world_axis = {"LR": 0, "AP": 1, "SI": 2}
+    affine = {"RAS": np.diag([0.9, 0.9, 5.0, 1.0]), "LAS": np.diag([-0.9, 0.9, 5.0, 1.0]),
+              "PSR": np.array([[0, 0, 1.0, 0], [-1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1]])}[codes]
+    assert nib.aff2axcodes(affine) == tuple(codes)
+    shape = (5, 6, 7)
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
+    view = SliceView.from_affine(affine, plane)
+    assert view.plane == plane
+    canon = np.stack([view.to_slices(index[..., i]) for i in range(3)], -1)
+
+    def world(ijk):
+        return (affine @ np.append(ijk, 1.0))[:3]
+
+    for d, name in zip((world(canon[1, 1, 1]) - world(canon[0, 1, 1]), world(canon[1, 1, 1]) - world(canon[1, 0, 1]),
+                        world(canon[1, 1, 1]) - world(canon[1, 1, 0])), axes):
+        assert np.argmax(np.abs(d)) == world_axis[name] and d[world_axis[name]] < 0, (plane, codes, name, d)
+    data = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    np.testing.assert_array_equal(view.from_slices(view.to_slices(data)), data)
+
+
+def test_axial_ras_and_las_give_identical_axial_slices_and_acquisition_resolves(tmp_path):
+    """The same anatomy stored RAS and LAS (axial 0.9 x 0.9 x 5 mm) gives the same axial slices; "acquisition"
+    picks the axial plane (across the 5 mm axis), whose slices are 0.9 x 0.9 mm."""
+    from synthseq.data.slicing import SliceView, resolve_plane
+
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((8, 10, 4)).astype(np.float32)
+    ras = np.diag([0.9, 0.9, 5.0, 1.0])
+    las = ras.copy()
+    las[0, 0], las[0, 3] = -0.9, 0.9 * 7  # x flipped: same world positions for the flipped array
+    a = SliceView.from_affine(ras, "axial").to_slices(data)
+    b = SliceView.from_affine(las, "axial").to_slices(data[::-1])
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (4, 10, 8)  # (S: S->I, H: A->P, W: R->L)
+    # slice 0 is the most superior (highest z); rows run A -> P (y reversed), columns R -> L (x reversed)
+    np.testing.assert_array_equal(a[0], data[::-1, ::-1, 3].T)
+    assert resolve_plane("acquisition", ras) == "axial" and resolve_plane("acquisition", las) == "axial"
+    view = SliceView.from_affine(las, "acquisition")
+    assert view.plane == "axial" and view.inplane_spacing((0.9, 0.9, 5.0)) == (0.9, 0.9)
+    assert view.slice_spacing((0.9, 0.9, 5.0)) == 5.0
+    sag = np.diag([3.0, 1.0, 1.0, 1.0])
+    assert resolve_plane("acquisition", sag) == "sagittal"
+
+
+def test_unknown_plane_is_a_config_error():
+    from synthseq.data.slicing import SliceView
+    from synthseq.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.slice_plane: expected one of sagittal, axial, coronal, acquisition"):
+        SliceView.from_affine(np.eye(4), "oblique")

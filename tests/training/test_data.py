@@ -23,3 +23,75 @@ def test_unpaired_pools(tiny_cfg, tiny_root, pools):
 def test_unknown_pool_mode_names_the_key(tiny_cfg, tiny_root):
     with pytest.raises(ConfigError, match="data.unpaired_pools"):
         train_dataset(tiny_cfg("cyclegan", "data.unpaired_pools=mixed"), load_subjects(tiny_root))
+
+
+def _copy_layout(src, dst, drop=()):
+    import shutil
+
+    shutil.copytree(src, dst)
+    for rel in drop:
+        (dst / rel).unlink()
+    return dst
+
+
+def test_subject_without_target_is_left_out_named_and_kept_in_its_split(tiny_cfg, tiny_root, tmp_path, capsys):
+    import json
+
+    from synthseq.training import run
+    from synthseq.training.checkpoint import load_checkpoint
+
+    root = _copy_layout(tiny_root, tmp_path / "data", drop=["sub-0002/sub-0002_STIR.nii.gz"])
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({"train": ["sub-0001", "sub-0002", "sub-0003"], "val": ["sub-0004"],
+                                  "test": ["sub-0005"]}))
+    run_dir = run(tiny_cfg("pix2pix", f"data.root={root}", f"data.splits={splits}", "train.steps=2"))
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "left out" in ln]
+    assert lines == ["synthseq: data: 1 train subject(s) without STIR left out of paired training: sub-0002 "
+                     "(still synthesized with their split)"]
+    stored = json.loads((run_dir / "splits.json").read_text())
+    assert stored["train"] == ["sub-0001", "sub-0002", "sub-0003"]  # still in its split: synthesize covers it
+    best, last = load_checkpoint(run_dir / "best.pt"), load_checkpoint(run_dir / "last.pt")
+    assert best["splits"] == stored and best["slice_plane"] == "sagittal"
+    # best.pt: what synthesis needs; last.pt: also what resuming needs
+    assert "optimizers" not in best and "rng" not in best and {"config", "model", "preprocessing"} <= set(best)
+    assert set(last["optimizers"]) == {"G", "D"}
+
+
+def test_kfold_config_gives_disjoint_test_folds(tiny_cfg, tmp_path):
+    from synthseq.training.data import subject_splits
+
+    tests = []
+    for fold in range(5):
+        splits, _ = subject_splits(tiny_cfg("pix2pix", "data.folds=5", f"data.fold={fold}"), tmp_path, False)
+        assert len(splits["test"]) == 1 and not set(splits["test"]) & set(splits["train"] + splits["val"])
+        tests += splits["test"]
+    assert sorted(tests) == [f"sub-{i:04d}" for i in range(1, 6)]
+
+
+def test_init_from_copies_weights_and_names_shape_mismatches(tiny_cfg, tmp_path):
+    import torch
+
+    from synthseq.config import to_dict
+    from synthseq.models import build_gan
+    from synthseq.training import run
+    from synthseq.training.checkpoint import in_channels_of, load_checkpoint
+    from synthseq.training.loop import init_weights_from
+
+    first = run(tiny_cfg("pix2pix", "train.steps=2", out="first"))
+    ckpt = load_checkpoint(first / "best.pt")
+    cfg = tiny_cfg("pix2pix")
+    model = build_gan(cfg.model, cfg.loss, in_channels_of(to_dict(cfg)))
+    init_weights_from(model, first / "best.pt")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, ckpt["model"][key]), key
+    wider = tiny_cfg("pix2pix", "model.generator_kwargs={base_channels: 8, num_downs: 3}")
+    other = build_gan(wider.model, wider.loss, in_channels_of(to_dict(wider)))
+    with pytest.raises(ConfigError) as exc:
+        init_weights_from(other, first / "best.pt")
+    msg = str(exc.value)
+    assert msg.startswith(f"train.init_from={first / 'best.pt'}: weights do not fit") and "in the checkpoint" in msg
+    assert "\n" not in msg and "more)" in msg
+    # a run started from it trains with a fresh optimizer
+    tuned = run(tiny_cfg("pix2pix", "train.steps=1", f"train.init_from={first / 'best.pt'}", out="tuned"))
+    assert load_checkpoint(tuned / "last.pt")["step"] == 1
