@@ -35,12 +35,15 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 def _add_info(sub) -> None:
     p = sub.add_parser(
         "info",
-        help="print a volume's shape, voxel size, orientation, dtype and intensity percentiles",
+        help="print a volume's shape, voxel size, orientation, dtype and intensity percentiles, or a checkpoint's "
+        "model card",
         description="Describe a NIfTI file or DICOM series folder: shape, voxel size (mm), orientation code "
-        "(e.g. PSR), on-disk dtype and intensity percentiles.",
+        "(e.g. PSR), on-disk dtype and intensity percentiles. For a checkpoint (.pt): print its model card "
+        "(training data, inputs, metrics, intended use, known failure modes).",
         formatter_class=_formatter,
     )
-    p.add_argument("files", nargs="+", type=Path, help="NIfTI files (.nii/.nii.gz) or DICOM series folders")
+    p.add_argument("files", nargs="+", type=Path,
+                   help="NIfTI files (.nii/.nii.gz), DICOM series folders or checkpoints (.pt)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_run_info)
 
@@ -49,6 +52,13 @@ def _run_info(args: argparse.Namespace) -> int:
     from .io import describe_volume, load_volume
 
     for path in args.files:
+        if path.suffix == ".pt":
+            from .training.checkpoint import load_checkpoint
+            from .training.model_card import model_card_of
+
+            card = model_card_of(load_checkpoint(path), path)
+            print(json.dumps({"path": str(path), "model_card": card}) if args.json else card)
+            continue
         info = describe_volume(load_volume(path, allow_zero=True))
         if args.json:
             print(json.dumps(info))
@@ -144,7 +154,12 @@ def _add_synthesize(sub) -> None:
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint (.pt) written by synthseq train")
     p.add_argument("--input", required=True, type=Path, help="T2w NIfTI file, DICOM folder, or folder of *_T2w.nii.gz")
-    p.add_argument("--output", required=True, type=Path, help="output .nii.gz file, or folder in folder mode")
+    p.add_argument("--output", type=Path, default=None,
+                   help="output .nii.gz file, or folder in folder mode (required, except for a BIDS dataset input: "
+                   "default <input>/derivatives/synthseq)")
+    p.add_argument("--dicom-out", type=Path, default=None, metavar="DIR",
+                   help="DICOM series --input only: also write the pseudo-STIR as a new DICOM series (same geometry, "
+                   "study and patient; marked SYNTHETIC, DERIVED\\SECONDARY) into the new folder DIR")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass (default from checkpoint)")
     p.add_argument("--uncertainty", action="store_true",
@@ -166,6 +181,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
         args.checkpoint, args.input, args.output, device=args.device, batch_size=args.batch_size,
         uncertainty=args.uncertainty, overwrite=args.overwrite, seed=args.seed,
         extra=_key_files(args.extra), register=args.register,
+        dicom_out=args.dicom_out,
     )
     for path in outputs:
         print(path)

@@ -53,7 +53,7 @@ from .data.datasets import body_mask_from_intensity
 from .data.normalize import NormParams, apply_normalization, denormalize, fit_normalization
 from .data.slicing import SagittalView, stack_context
 from .errors import InputError, SynthseqError
-from .io import NIFTI_SUFFIXES, Volume, check_volume_data, load_volume, save_volume
+from .io import NIFTI_SUFFIXES, Volume, check_volume_data, load_volume
 from .utils import progress, resolve_device
 
 #: GAN kinds whose checkpoints can synthesize.
@@ -94,8 +94,13 @@ OUTPUT_PATTERN = "_pseudoSTIR"
 
 
 def uncertainty_path(output: str | Path) -> Path:
-    """Where the uncertainty map of ``output`` goes: ``X_pseudoSTIR.nii.gz`` -> ``X_pseudoSTIR_uncertainty.nii.gz``."""
+    """Where the uncertainty map of ``output`` goes: ``X_pseudoSTIR.nii.gz`` -> ``X_pseudoSTIR_uncertainty.nii.gz``
+    (a BIDS derivative ``X_desc-pseudo_STIR.nii.gz`` -> ``X_desc-pseudoUncertainty_STIR.nii.gz``)."""
     output = Path(output)
+    if "_desc-pseudo_STIR." in output.name:
+        from .provenance import derivative_kind_name
+
+        return derivative_kind_name(output, "uncertainty")
     for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
         if output.name.endswith(suffix):
             return output.with_name(output.name[: -len(suffix)] + "_uncertainty" + suffix)
@@ -388,6 +393,10 @@ def plan_outputs(input: str | Path, output: str | Path) -> list[tuple[Path, Path
     input, output = Path(input), Path(output)
     if not input.exists():
         raise InputError(f"{input}: no such file or folder")
+    from .provenance import is_bids_dataset, plan_bids_outputs
+
+    if is_bids_dataset(input):  # a BIDS derivative dataset with BIDS-derivative names (synthseq.provenance)
+        return plan_bids_outputs(input, output)[1]
     if input.is_dir():
         found = sorted(p for p in input.rglob(f"*{INPUT_PATTERN}.nii*") if _strip_nifti(p.name) and p.is_file())
         if found:
@@ -446,7 +455,8 @@ def extra_inputs(synth: Synthesizer, pairs: list[tuple[Path, Path]], extra: Mapp
 def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Path, *, device: str = "auto",
                     batch_size: int | None = None, uncertainty: bool = False, overwrite: bool = False,
                     seed: int = 0, synthesizer: Synthesizer | None = None,
-                    extra: Mapping[str, str | Path] | None = None, register: bool = False) -> list[Path]:
+                    extra: Mapping[str, str | Path] | None = None, register: bool = False,
+                    dicom_out: str | Path | None = None) -> list[Path]:
     """Synthesize pseudo-STIR for a file or a folder (see :func:`plan_outputs` for the naming).
 
     A model with several inputs reads the others from ``extra`` (``{"T1w": path}``) for a file, or from
@@ -455,15 +465,33 @@ def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Pat
 
     Every output is checked before any work starts: an output equal to its input is refused, and existing outputs
     are refused unless ``overwrite``. Files are written atomically as float32 with the input's affine; with
-    ``uncertainty`` a ``*_uncertainty.nii.gz`` std map goes beside each output.
+    ``uncertainty`` a ``*_uncertainty.nii.gz`` std map goes beside each output. Every image is marked synthetic
+    and has a JSON sidecar with its provenance (:mod:`synthseq.provenance`). A BIDS dataset ``input`` gives a BIDS
+    derivative dataset (``output`` None: ``<input>/derivatives/synthseq``). ``dicom_out`` (a DICOM series
+    ``input``): also write the pseudo-STIR as a new DICOM series in that folder (:mod:`synthseq.dicom_out`).
 
     Returns:
         The written paths (pseudo-STIR files, then each one's uncertainty map where asked for), in input order.
     """
+    from . import provenance
+
+    bids_root = Path(input) if provenance.is_bids_dataset(input) else None
+    if output is None:
+        if bids_root is None:
+            raise InputError(f"{input}: --output is required (it may be left out only for a BIDS dataset)")
+        output = provenance.default_derivatives_dir(bids_root)
     pairs = plan_outputs(input, output)
+    if dicom_out is not None:
+        from .dicom_out import check_output_folder, check_source_series
+
+        if len(pairs) != 1 or not pairs[0][0].is_dir():
+            raise InputError(f"{input}: --dicom-out needs a DICOM series folder as --input")
+        check_source_series(pairs[0][0])
+        check_output_folder(dicom_out, pairs[0][0], overwrite)
     planned: list[Path] = []
     for src, dst in pairs:
         targets = [dst, uncertainty_path(dst)] if uncertainty else [dst]
+        targets += [provenance.sidecar_path(t) for t in targets]
         for t in targets:
             if t.resolve() == src.resolve():
                 raise InputError(f"{t}: refusing to overwrite the input file")
@@ -482,14 +510,28 @@ def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Pat
         for (src, _), files in zip(pairs, extras):
             for f in (src, *files.values()):
                 load_volume(f)
+    info = provenance.run_info(synth, checkpoint)
     written: list[Path] = []
     for (src, dst), files in progress(list(zip(pairs, extras)), desc="synthesize", total=len(pairs), unit="vol"):
         volume = load_volume(src)
         pred, unc = synth.predict(volume, uncertainty=uncertainty, seed=seed,
                                   extra={k: load_volume(f) for k, f in files.items()})
-        written.append(save_volume(pred, dst, dtype=np.float32, overwrite=overwrite))
+        # provenance of this volume's outputs; "extra" takes more sidecar keys (e.g. "ErasureCheck" counts)
+        prov = {"inputs": [provenance.describe_input(src, synth.grid_key),
+                           *(provenance.describe_input(f, k) for k, f in files.items())],
+                "sources": [provenance.bids_uri(bids_root, src)] if bids_root is not None else None, "extra": {}}
+        written.append(provenance.write_output(pred, dst, "pseudo", info, **prov, overwrite=overwrite))
         if unc is not None:
-            written.append(save_volume(unc, uncertainty_path(dst), dtype=np.float32, overwrite=overwrite))
+            written.append(provenance.write_output(unc, uncertainty_path(dst), "uncertainty", info, **prov,
+                                                   overwrite=overwrite))
+        if dicom_out is not None:
+            from .dicom_out import write_dicom_series
+
+            written.append(write_dicom_series(pred, src, dicom_out, checkpoint=info["Checkpoint"]["Path"],
+                                              checkpoint_sha256=info["Checkpoint"]["SHA256"],
+                                              input_key=synth.grid_key, overwrite=overwrite))
+    if bids_root is not None and written:
+        provenance.write_dataset_description(bids_root, output)
     return written
 
 

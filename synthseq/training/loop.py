@@ -44,6 +44,7 @@ from .checkpoint import (
 )
 from .data import RunData, build_run_data
 from .logging import RunLogger, display_grid
+from .model_card import write_model_card
 from .schedule import build_scheduler, load_scheduler_state, scheduler_state
 from .validation import pad_multiple_of, predict, validate
 
@@ -329,6 +330,9 @@ def _loop(trainer: Trainer, logger: RunLogger, start: int) -> None:
             if info.is_main and (do_ckpt or improved or (step == t.steps and not trainer.data.val)):
                 state = trainer.state(rng_all, extra_all)
                 if improved or (step == t.steps and not trainer.data.val):
+                    # MODEL_CARD.md beside best.pt, and the same text inside it (synthseq info best.pt)
+                    state["model_card"] = write_model_card(state, trainer.run_dir,
+                                                           getattr(trainer, "best_metrics", None))
                     save_checkpoint(state, trainer.run_dir / "best.pt")
                 if do_ckpt:
                     save_checkpoint(state, trainer.run_dir / "last.pt")
@@ -354,5 +358,6 @@ def _validate(trainer: Trainer, logger: RunLogger, step: int) -> bool:
     improved = best is None or value > best
     if improved:
         trainer.best = {"metric": BEST_METRIC, "value": value, "step": step}
+        trainer.best_metrics = dict(metrics)  # all validation metrics of the best step, for the model card
     logger.validation(step, metrics, improved)
     return improved
