@@ -511,6 +511,10 @@ def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Pat
             for f in (src, *files.values()):
                 load_volume(f)
     info = provenance.run_info(synth, checkpoint)
+    if len(pairs) > 1:  # folder mode: every input must read cleanly before the first output is written
+        for (src, _), files in zip(pairs, extras):
+            for f in (src, *files.values()):
+                load_volume(f)
     written: list[Path] = []
     for (src, dst), files in progress(list(zip(pairs, extras)), desc="synthesize", total=len(pairs), unit="vol"):
         volume = load_volume(src)
