@@ -89,6 +89,11 @@ class Anatomy:
     body_w: np.ndarray = field(repr=False)
     disc_degen: np.ndarray = field(repr=False)  #: 0 healthy .. 1 severely degenerated
     texture: np.ndarray = field(repr=False)  #: random phases of the marrow texture
+    # degenerative changes per disc (mm); None in the classic phantom (:func:`sample_anatomy`)
+    osteophyte_ant: np.ndarray | None = field(default=None, repr=False)  #: anterior endplate spurs
+    osteophyte_post: np.ndarray | None = field(default=None, repr=False)  #: posterior spurs into the canal
+    disc_bulge: np.ndarray | None = field(default=None, repr=False)  #: posterior annulus bulge
+    endplate_sclerosis: np.ndarray | None = field(default=None, repr=False)  #: 0..1, dark band under endplates
 
     # derived: s of the top / bottom endplate of each body
     s_top: np.ndarray = field(init=False, repr=False)
@@ -118,7 +123,13 @@ class Anatomy:
             "tilt_deg": round(self.tilt_deg, 2), "marrow_fat_fraction": round(self.ff_marrow, 4),
             "canal_scale": round(self.canal_scale, 4), "cord_scale": round(self.cord_scale, 4),
             "disc_degeneration": [round(float(d), 3) for d in self.disc_degen],
-        }
+        } | ({} if self.osteophyte_ant is None else {
+            "osteophyte_ant_mm": [round(float(d), 2) for d in self.osteophyte_ant],
+            "osteophyte_post_mm": [round(float(d), 2) for d in self.osteophyte_post],
+            "disc_bulge_mm": [round(float(d), 2) for d in self.disc_bulge],
+            "cobb_c2_c7_deg": round(2.0 * self.lordosis_deg, 2), "fat_post_mm": round(self.fat_post, 2),
+            "fov_shift_mm": [round(float(v), 2) for v in self.fov_shift],
+        })
 
 
 def sample_anatomy(rng: np.random.Generator, age: float, sex: str) -> Anatomy:
@@ -148,6 +159,98 @@ def sample_anatomy(rng: np.random.Generator, age: float, sex: str) -> Anatomy:
         body_d=_BODY_D * scale * jitter(0.04, n), body_w=_BODY_W * scale * jitter(0.04, n),
         disc_degen=degen, texture=rng.uniform(0, 2 * np.pi, (n, 6)),
     )
+
+
+#: Ranges of :func:`sample_anatomy_varied` (healthy and degenerating adult necks, supine MRI) and their sources.
+#: Citations are written from the authors' knowledge of the literature; check them before quoting elsewhere.
+#:
+#: * [Panjabi91] Panjabi MM et al., "Cervical human vertebrae: quantitative three-dimensional anatomy of the
+#:   middle and lower regions", Spine 1991;16:861-869: C3-C7 body height ~14 mm, depth 15-18 mm, width 15-24 mm,
+#:   between-subject SD ~1-1.5 mm (~8%).
+#: * [Frobin02] Frobin W et al., "Sagittal plane segmental motion of the cervical spine ...", Clin Biomech
+#:   2002;17:21-31: C2-C7 disc heights ~4-6 mm in healthy adults, SD ~0.6-0.8 mm (~13%).
+#: * [Hardacker97] Hardacker JW et al., "Radiographic standing cervical segmental alignment in adult volunteers
+#:   without neck symptoms", Spine 1997;22:1472-1480: C2-C7 lordosis ~15-17 deg, SD ~10 deg; supine MRI
+#:   straightens the neck and about a third of asymptomatic adults show straight or kyphotic alignment
+#:   ([Kato12]).
+#: * [Matsumoto98] Matsumoto M et al., "MRI of cervical intervertebral discs in asymptomatic subjects", JBJS Br
+#:   1998;80:19-24: disc degeneration in ~12-17 % of subjects in their twenties and ~86-89 % over 60, most at
+#:   C5-C6 and C6-C7, with posterior protrusion (~8 % -> ~60 %) and disc space narrowing.
+#: * [Kato12] Kato F et al., "Normal morphology, age-related changes and abnormal findings of the cervical
+#:   spine. Part II: MRI of over 1,200 asymptomatic subjects", Eur Spine J 2012;21:1499-1507: canal A-P
+#:   ~13-14 mm (SD ~1.3 mm) at C3-C7, cord A-P ~7-8 mm (SD ~0.7 mm), both falling slightly with age.
+#: * [Ulbrich14] Ulbrich EJ et al., "Normative MR cervical spinal canal dimensions", Radiology
+#:   2014;271:172-182: cord transverse diameter ~11-13 mm, canal and cord A-P SD ~10 %.
+#: * [Gore86] Gore DR et al., "Roentgenographic findings of the cervical spine in asymptomatic people", Spine
+#:   1986;11:521-524: anterior osteophytes rising from ~10 % (age 20-25) to ~90 % (60-65), typically 1-4 mm.
+#: * [Wholey58] Wholey MH et al., "The lateral roentgenogram of the neck", Radiology 1958;71:350-356:
+#:   prevertebral soft tissue <= 7 mm at C2 and <= 22 mm at C6 (the painted profile is 5 / 13 mm, scaled here).
+#: * Posterior subcutaneous fat (3-25 mm) and neck depth follow body habitus; no single normative source: the
+#:   range is representative of clinical cervical MRI (log-normal, median 9 mm).
+#: * FOV / positioning: the technologist centres the FOV on C4-C5 by eye; +-10 mm S-I and +-6 mm A-P (SD),
+#:   head roll 2 deg and flexion tilt 5 deg (SD) are representative.
+VARIATION = {
+    "body_height_sd": 0.08, "body_depth_sd": 0.07, "body_width_sd": 0.07,  # [Panjabi91]
+    "disc_height_sd": 0.13,  # [Frobin02]
+    "cobb_mean_deg": 14.0, "cobb_sd_deg": 11.0, "cobb_range_deg": (-15.0, 42.0),  # [Hardacker97], [Kato12]
+    "canal_sd": 0.10, "cord_sd": 0.09,  # [Kato12], [Ulbrich14]
+    "fat_post_median_mm": 9.0, "fat_post_log_sd": 0.45, "fat_post_range_mm": (3.0, 25.0),
+    "fov_shift_sd_mm": (6.0, 10.0), "roll_sd_deg": 2.0, "tilt_sd_deg": 5.0,
+    "osteophyte_max_mm": 4.0,  # [Gore86]
+    "bulge_max_mm": 3.0,  # [Matsumoto98]: protrusions of a few mm in asymptomatic subjects
+}
+
+
+def degeneration_probability(age: float) -> float:
+    """Chance that a mid-cervical disc of an asymptomatic adult of ``age`` years is degenerated [Matsumoto98]."""
+    return float(np.clip(0.15 + 0.75 / (1.0 + np.exp(-(age - 47.0) / 7.0)), 0.0, 0.95))
+
+
+def sample_anatomy_varied(rng: np.random.Generator, age: float, sex: str) -> Anatomy:
+    """Draw an anatomy with between-patient variation from :data:`VARIATION` (ranges and sources there).
+
+    On top of :func:`sample_anatomy`'s variables: wider body and disc heights, lordosis from kyphotic to
+    hyperlordotic, age-driven degeneration (per-disc: height loss, posterior bulge, anterior / posterior
+    osteophytes, endplate sclerosis), canal and cord size, posterior fat thickness, FOV position and head roll.
+    """
+    v = VARIATION
+    base = sample_anatomy(rng, age, sex)
+    n, nd = len(LEVELS), len(_DISC_H)
+    k = base.scale
+    p = degeneration_probability(age)
+    level_w = np.array([0.3, 0.5, 0.7, 1.0, 1.0, 0.6, 0.3, 0.2])  # C5-C6, C6-C7 most often [Matsumoto98]
+    affected = rng.random(nd) < p * level_w
+    degen = np.where(affected, np.clip(rng.beta(2.0, 2.5, nd) * (0.6 + age / 150.0), 0.05, 1.0),
+                     np.clip(rng.normal(0.02, 0.03, nd), 0.0, 0.1))
+    disc_h = _DISC_H * k * np.clip(1.0 + rng.normal(0.0, v["disc_height_sd"], nd), 0.6, 1.4) * (1.0 - 0.5 * degen)
+    osteo = v["osteophyte_max_mm"]
+    ost_a = np.where(degen > 0.25, rng.uniform(0.0, 1.0, nd) * osteo * degen, 0.0)
+    ost_p = np.where(degen > 0.4, rng.uniform(0.0, 0.6, nd) * osteo * degen, 0.0)
+    bulge = np.where(degen > 0.2, rng.uniform(0.3, 1.0, nd) * v["bulge_max_mm"] * degen, 0.0)
+    scl = np.where(degen > 0.45, rng.uniform(0.3, 1.0, nd) * degen, 0.0)
+    cobb = float(np.clip(rng.normal(v["cobb_mean_deg"], v["cobb_sd_deg"]), *v["cobb_range_deg"]))
+    fat_post = float(np.clip(v["fat_post_median_mm"] * np.exp(rng.normal(0.0, v["fat_post_log_sd"])),
+                             *v["fat_post_range_mm"]))
+    jit = lambda sd, m: np.clip(1.0 + rng.normal(0.0, sd, m), 1.0 - 3 * sd, 1.0 + 3 * sd)  # noqa: E731
+    age_narrow = 1.0 - 0.001 * max(age - 40.0, 0.0)  # canal and cord slightly smaller with age [Kato12]
+    base.lordosis_deg = 0.5 * cobb
+    base.tilt_deg = float(rng.normal(0.0, v["tilt_sd_deg"]))
+    base.roll_deg = float(rng.normal(0.0, v["roll_sd_deg"]))
+    base.x0 = float(rng.uniform(-3.0, 3.0))
+    base.fov_shift = (float(rng.normal(0, v["fov_shift_sd_mm"][0])), float(rng.normal(0, v["fov_shift_sd_mm"][1])))
+    base.canal_scale = float(np.clip(rng.normal(1.0, v["canal_sd"]), 0.7, 1.3) * age_narrow)
+    base.cord_scale = float(np.clip(rng.normal(1.0, v["cord_sd"]), 0.75, 1.25) * age_narrow)
+    base.fat_post = fat_post
+    base.fat_ant = float(np.clip(0.45 * fat_post * np.exp(rng.normal(0.0, 0.25)), 2.0, 14.0))
+    base.neck_post = float(base.neck_post + 0.6 * (fat_post - 10.0))
+    base.prevert_scale = float(rng.uniform(0.75, 1.3))
+    base.body_h = _BODY_H * k * jit(v["body_height_sd"], n)
+    base.body_d = _BODY_D * k * jit(v["body_depth_sd"], n)
+    base.body_w = _BODY_W * k * jit(v["body_width_sd"], n)
+    base.disc_h, base.disc_degen = disc_h, degen
+    base.osteophyte_ant, base.osteophyte_post, base.disc_bulge, base.endplate_sclerosis = ost_a, ost_p, bulge, scl
+    base.__post_init__()  # endplate positions follow the new heights
+    return base
 
 
 # ---------------------------------------------------------------------------------------------- frame
@@ -382,6 +485,8 @@ def paint_anatomy(cv: Canvas, an: Anatomy, plan: InjuryPlan) -> Painted:
     paint_atlas_dens(cv, an, g)
     discs, verts = paint_discs_and_bodies(cv, an, plan)
     cord, extra = paint_thecal_sac(cv, an, plan, g)
+    if an.osteophyte_ant is not None:
+        paint_degeneration(cv, an, g)
     profiles = {**cord, "t_cc": g.t_cc, "t_cp": g.t_cp, "canal_ap": g.canal_ap, "front": g.front, **prevert}
     profiles["tips"] = np.array([[tp[0], tp[1], tp[4], tp[5]] for tp in g.tips])
     return Painted(verts, profiles, discs, extra)
@@ -756,6 +861,43 @@ def paint_thecal_sac(cv: Canvas, an: Anatomy, plan: InjuryPlan, g: Geometry) -> 
             painted_extra["canal"] = (b, np.broadcast_to(prot, b.canvas.cls[b.index].shape).copy())
     return {"t_cord": t_cord, "cord_a": cord_a, "cord_b": cord_b}, painted_extra
 
+
+
+def paint_degeneration(cv: Canvas, an: Anatomy, g: Geometry) -> None:
+    """Degenerative changes at each disc: anterior osteophytes, posterior spurs and annulus bulge into the canal.
+
+    Painted last: spurs are bone (cortex shell, marrow core) growing from the endplate corners into the soft
+    tissue in front and the epidural space / thecal sac behind; the bulge is annulus displacing epidural fat
+    and CSF (the cord is not deformed: asymptomatic protrusions of a few mm leave it free).
+    """
+    k = g.k
+    soft_front = (PREVERT, LONGLIG, MUSCLE, SUBCUT_FAT, IM_FAT)
+    canal = (EPIFAT, CSF, LONGLIG)
+    for d in range(len(an.disc_h)):
+        dep = 0.5 * (an.body_d[d] + an.body_d[d + 1])
+        hw = 0.25 * (an.body_w[d] + an.body_w[d + 1])
+        sm = an.disc_mid(d)
+        oa, op, bu = float(an.osteophyte_ant[d]), float(an.osteophyte_post[d]), float(an.disc_bulge[d])
+        for s_e in (an.s_bot[d], an.s_top[d + 1]):  # the two endplates facing the disc
+            if oa > 0.6:
+                b = cv.box(s_e - oa - 2, s_e + oa + 2, dep - 3, dep + oa + 3, -hw, hw)
+                if b is not None:
+                    q = ((b.S - s_e) / (0.55 * oa + 0.6)) ** 2 + ((b.T - (dep + 0.35 * oa)) / (0.6 * oa + 0.5)) ** 2 \
+                        + (b.X / (0.7 * hw)) ** 2
+                    b.paint(q <= 1, CORTEX, only=soft_front)
+                    b.paint(q <= 0.35, MARROW, only=(CORTEX,))
+            if op > 0.6:
+                b = cv.box(s_e - op - 2, s_e + op + 2, -op - 3, 2, -hw, hw)
+                if b is not None:
+                    q = ((b.S - s_e) / (0.5 * op + 0.6)) ** 2 + ((b.T + 0.3 * op) / (0.6 * op + 0.4)) ** 2 \
+                        + (b.X / (0.55 * hw)) ** 2
+                    b.paint(q <= 1, CORTEX, only=canal)
+        if bu > 0.4:
+            hh = 0.5 * an.disc_h[d] + 0.8 * k
+            b = cv.box(sm - hh - 2, sm + hh + 2, -bu - 3, 2, -hw, hw)
+            if b is not None:
+                q = ((b.S - sm) / hh) ** 2 + ((b.T + 0.5 * bu - 0.3) / (0.5 * bu + 0.5)) ** 2 + (b.X / (0.6 * hw)) ** 2
+                b.paint(q <= 1, ANNULUS, only=canal)
 
 
 def _movavg(v: np.ndarray, n: int) -> np.ndarray:

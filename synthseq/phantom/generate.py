@@ -35,7 +35,17 @@ from ..errors import ConfigError, InputError
 from ..io import Volume, anatomical_axis, save_volume
 from ..utils import atomic_path, atomic_write_text
 from ..utils import progress as progress_bar
-from .anatomy import CLASS_LABEL, Canvas, SpineFrame, class_composition, paint_anatomy, sample_anatomy
+from . import realistic
+from .acquisition import REALISM
+from .anatomy import (
+    CLASS_LABEL,
+    Canvas,
+    SpineFrame,
+    class_composition,
+    paint_anatomy,
+    sample_anatomy,
+    sample_anatomy_varied,
+)
 from .codes import LESIONS, TISSUES
 from .codes import L as LES
 from .codes import T as TISSUE
@@ -142,7 +152,7 @@ def measure_imaging(lesions: np.ndarray, affine: np.ndarray) -> dict:
 
 
 def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", field_strength: float = 1.5,
-                     misregistration_mm: float = 0.0) -> PhantomSubject:
+                     misregistration_mm: float = 0.0, realism: str = "classic") -> PhantomSubject:
     """Simulate one subject: anatomy, injuries, T2w, STIR and T1w acquisitions, labels and the cohort row.
 
     Args:
@@ -151,21 +161,29 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
         preset: ``"default"`` (256x256x16, 0.94x0.94x3 mm) or ``"tiny"`` (64x64x10, 2.75x2.75x4 mm).
         field_strength: 1.5 or 3 (T): relaxation times and the STIR fat-null TI follow it.
         misregistration_mm: up to this rigid shift of STIR against T2w (labels follow the T2w).
+        realism: ``"classic"`` (the original phantom), ``"faithful"`` (patient-like anatomy, tissue texture and
+            acquisition physics: ``realistic.py``) or ``"randomized"`` (faithful with widened contrast and
+            artefact ranges and a per-subject field strength: domain randomization for training).
     """
     pr = get_preset(preset)
     fs = _check_field(field_strength)
     if misregistration_mm < 0:
         raise ConfigError(f"misregistration_mm: must be >= 0, got {misregistration_mm}")
-    # spawn(7)'s first six children are spawn(6)'s: the T1w stream leaves the other streams unchanged
-    streams = np.random.SeedSequence(int(rng_seed)).spawn(7)
-    r_case, r_anat, r_prot, r_noise, r_out, r_mis, r_t1 = (np.random.default_rng(s) for s in streams)
+    if realism not in REALISM:
+        raise ConfigError(f"realism: must be one of {', '.join(REALISM)}, got {realism!r}")
+    # spawn(n)'s first children do not depend on n: the T1w (7th) and texture (8th, realistic modes only)
+    # streams leave the other streams unchanged
+    streams = np.random.SeedSequence(int(rng_seed)).spawn(8)
+    r_case, r_anat, r_prot, r_noise, r_out, r_mis, r_t1, r_tex = (np.random.default_rng(s) for s in streams)
 
     demo = sample_demographics(r_case)
-    anat = sample_anatomy(r_anat, demo.age, demo.sex)
+    anat = (sample_anatomy if realism == "classic" else sample_anatomy_varied)(r_anat, demo.age, demo.sex)
     plan = sample_plan(r_case, demo.age, demo.severity, demo.injured, anat.disc_degen)
     clinical = sample_clinical(r_case, demo, plan)
 
     xf, y, z, affine = _grid(pr)
+    if realism != "classic":
+        y, z = realistic.fine_grid(y, z, pr)  # sub-voxel geometry: painted 2x finer in-plane
     frame = SpineFrame(anat, plan, (0.0, 0.0))
     # place the subject: the posterior body line at mid-neck ~10 mm behind the FOV centre, the dens tip
     # dens_from_top_mm below the top edge (plus positioning jitter)
@@ -175,7 +193,46 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
     cv = Canvas(xf, y, z, frame, anat)
     painted = paint_anatomy(cv, anat, plan)
 
-    prot = sample_protocol(r_prot, fs, pr, float(misregistration_mm), r_mis)
+    if realism == "classic":
+        prot, arr, acq_extra = _render_classic(cv, painted, anat, plan, pr, fs, float(misregistration_mm), r_prot,
+                                               r_mis, r_noise, r_t1)
+    else:
+        prot, arr, acq_extra = realistic.render(cv, painted, anat, plan, pr, fs, float(misregistration_mm), r_prot,
+                                                r_mis, r_noise, r_t1, mode=realism, r_tex=r_tex)
+    t2, st, t1, labels, lesions = (arr[k] for k in ("t2w", "stir", "t1w", "labels", "lesions"))
+
+    # (slice, AP, SI) -> storage (AP, SI, LR)
+    def store(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a.transpose(1, 2, 0))
+
+    t2, st, t1, labels, lesions = store(t2), store(st), store(t1), store(labels), store(lesions)
+    imaging = measure_imaging(lesions, affine)
+    outcomes = sample_outcomes(r_out, clinical, imaging)
+    row = {"subject": subject_id, **clinical, **imaging, **outcomes}
+
+    desc = f"synthseq phantom {GENERATOR_VERSION} {fs:g}T"
+    vol = lambda a, what, dt: Volume(a, affine, _header(f"{desc} {what}", dt))  # noqa: E731
+    acq = {"preset": pr.name, "field_strength_T": fs, "matrix": list(t2.shape),
+           "voxel_mm": [pr.pixel_mm, pr.pixel_mm, pr.slice_mm], "orientation": "PIR",
+           "supersample": pr.supersample, "rng_seed": int(rng_seed), **prot.to_dict(), **acq_extra}
+    return PhantomSubject(
+        subject_id=subject_id,
+        t2w=vol(t2, f"T2w TR={prot.t2w_tr_ms:.0f} TE={prot.t2w_te_ms:.0f}", np.float32),
+        stir=vol(st, f"STIR TR={prot.stir_tr_ms:.0f} TI={prot.stir_ti_ms:.0f} TE={prot.stir_te_ms:.0f}", np.float32),
+        labels=vol(labels, "tissue labels", np.uint8), lesions=vol(lesions, "lesion labels", np.uint8),
+        acquisition=acq, injuries=plan.to_dict(), anatomy={"age": demo.age, **anat.summary()}, cohort=row,
+        extra={"severity": demo.severity, "injured": demo.injured},
+        t1w=vol(t1, f"T1w TR={prot.t1w_tr_ms:.0f} TE={prot.t1w_te_ms:.0f}", np.float32),
+    )
+
+
+def _render_classic(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: float, r_prot, r_mis, r_noise,
+                    r_t1) -> tuple:
+    """The classic acquisition chain (grid-resolution painting, Gaussian PSF, polynomial bias, Rician noise).
+
+    Returns ``(protocol, arrays, {})`` with arrays ``t2w, stir, t1w, labels, lesions`` of shape ``(n, nj, nk)``.
+    """
+    prot = sample_protocol(r_prot, fs, pr, misregistration_mm, r_mis)
     sample_t1w_protocol(r_t1, prot, pr)
     book = SignalBook(prot)
     comps = class_composition(anat.ff_marrow)
@@ -209,30 +266,7 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
     st = rician(st * bias, csf_st / prot.snr_stir, r_noise) * np.float32(prot.gain_stir / csf_st)
     mus_t1 = book.t1w["muscle"]
     t1 = rician(t1 * bias, mus_t1 / prot.snr_t1w, r_t1) * np.float32(prot.gain_t1w / mus_t1)
-
-    # (slice, AP, SI) -> storage (AP, SI, LR)
-    def store(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(a.transpose(1, 2, 0))
-
-    t2, st, t1, labels, lesions = store(t2), store(st), store(t1), store(labels), store(lesions)
-    imaging = measure_imaging(lesions, affine)
-    outcomes = sample_outcomes(r_out, clinical, imaging)
-    row = {"subject": subject_id, **clinical, **imaging, **outcomes}
-
-    desc = f"synthseq phantom {GENERATOR_VERSION} {fs:g}T"
-    vol = lambda a, what, dt: Volume(a, affine, _header(f"{desc} {what}", dt))  # noqa: E731
-    acq = {"preset": pr.name, "field_strength_T": fs, "matrix": list(t2.shape),
-           "voxel_mm": [pr.pixel_mm, pr.pixel_mm, pr.slice_mm], "orientation": "PIR",
-           "supersample": ss, "rng_seed": int(rng_seed), **prot.to_dict()}
-    return PhantomSubject(
-        subject_id=subject_id,
-        t2w=vol(t2, f"T2w TR={prot.t2w_tr_ms:.0f} TE={prot.t2w_te_ms:.0f}", np.float32),
-        stir=vol(st, f"STIR TR={prot.stir_tr_ms:.0f} TI={prot.stir_ti_ms:.0f} TE={prot.stir_te_ms:.0f}", np.float32),
-        labels=vol(labels, "tissue labels", np.uint8), lesions=vol(lesions, "lesion labels", np.uint8),
-        acquisition=acq, injuries=plan.to_dict(), anatomy={"age": demo.age, **anat.summary()}, cohort=row,
-        extra={"severity": demo.severity, "injured": demo.injured},
-        t1w=vol(t1, f"T1w TR={prot.t1w_tr_ms:.0f} TE={prot.t1w_te_ms:.0f}", np.float32),
-    )
+    return prot, {"t2w": t2, "stir": st, "t1w": t1, "labels": labels, "lesions": lesions}, {}
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
@@ -255,7 +289,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 
 def generate_dataset(out_dir: str | Path, subjects: int = 8, seed: int = 0, preset: str = "default",
                      field_strength: float = 1.5, preview: bool = False, overwrite: bool = False,
-                     misregistration_mm: float = 0.0, progress: bool = True) -> Path:
+                     misregistration_mm: float = 0.0, progress: bool = True, realism: str = "classic") -> Path:
     """Write a phantom dataset (layout in the module docstring) and return its folder.
 
     Refuses a non-empty ``out_dir`` unless ``overwrite``. Same arguments -> byte-identical NIfTI files.
@@ -265,6 +299,8 @@ def generate_dataset(out_dir: str | Path, subjects: int = 8, seed: int = 0, pres
         raise ConfigError(f"subjects: must be at least 1, got {subjects}")
     if int(seed) < 0:
         raise ConfigError(f"seed: must be a non-negative integer, got {seed}")
+    if realism not in REALISM:
+        raise ConfigError(f"realism: must be one of {', '.join(REALISM)}, got {realism!r}")
     pr = get_preset(preset)
     fs = _check_field(field_strength)
     if misregistration_mm < 0:
@@ -275,7 +311,8 @@ def generate_dataset(out_dir: str | Path, subjects: int = 8, seed: int = 0, pres
     ids = [f"sub-{i + 1:04d}" for i in range(int(subjects))]
     for i, sid in enumerate(progress_bar(ids, desc="phantom", disable=None if progress else True)):
         rs = subject_seed(seed, i)
-        rec = generate_subject(sid, rs, preset=pr.name, field_strength=fs, misregistration_mm=misregistration_mm)
+        rec = generate_subject(sid, rs, preset=pr.name, field_strength=fs, misregistration_mm=misregistration_mm,
+                               realism=realism)
         folder = out / sid
         folder.mkdir(exist_ok=True)
         for name, v, dt in (("T2w", rec.t2w, np.float32), ("STIR", rec.stir, np.float32), ("T1w", rec.t1w, np.float32),
@@ -298,6 +335,7 @@ def generate_dataset(out_dir: str | Path, subjects: int = 8, seed: int = 0, pres
         "generator": GENERATOR, "version": GENERATOR_VERSION, "synthseq_version": __version__,
         "seed": int(seed), "preset": pr.name, "preset_params": pr.to_dict(), "field_strength_T": fs,
         "misregistration_mm": float(misregistration_mm), "n_subjects": int(subjects),
+        **({} if realism == "classic" else {"realism": realism}),
         "labels": {str(k): v for k, v in TISSUES.items()}, "lesions": {str(k): v for k, v in LESIONS.items()},
         "files": {s: f"{{subject}}/{{subject}}_{s}.nii.gz" for s in SEQUENCES},
         "subjects": records, "cohort_model": model_description(),

@@ -1,0 +1,84 @@
+"""The realistic phantom modes (``faithful``, ``randomized``): painting grid, texture and acquisition chain.
+
+:func:`synthseq.phantom.generate_subject` calls :func:`fine_grid` before painting and :func:`render` after it
+when ``realism`` is not ``classic``; the classic chain (``generate._render_classic``) is untouched, so classic
+subjects stay bit-identical. What differs (see ``anatomy.sample_anatomy_varied``, ``texture.py`` and
+``acquisition.py`` for the ranges and their sources):
+
+* anatomy drawn with between-patient variation and degeneration (osteophytes, bulges, endplate sclerosis);
+* painting on a grid 2x finer in-plane, so partial volume comes from sub-voxel geometry;
+* compartment-level textures, vessels with flow voids, CSF flow voids;
+* slice profile, CSF ghosts, k-space truncation (Gibbs), zero-filled acquired matrix, partial Fourier,
+  apodization, coil sensitivity and Rician noise on the complex image, with vendor-like protocols.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..codes import body_mask
+from .acquisition import OVERSAMPLE, acquire, coil_sensitivity, jitter_relaxation, sample_acquisition
+from .classes import CLASS_LABEL, CSF, class_composition
+from .injuries import render_marrow, render_soft_lesions
+from .presets import Preset
+from .sequences import Protocol, SignalBook, shift_volume
+from .texture import Channels, apply_textures, sample_texture
+
+
+def fine_grid(y: np.ndarray, z: np.ndarray, preset: Preset) -> tuple[np.ndarray, np.ndarray]:
+    """In-plane world coordinates ``OVERSAMPLE`` x finer, fine sample ``o * j`` at the coarse voxel ``j``."""
+    d = preset.pixel_mm / OVERSAMPLE
+    nj, nk = preset.matrix
+    return y[0] - np.arange(OVERSAMPLE * nj) * d, z[0] - np.arange(OVERSAMPLE * nk) * d
+
+
+def render(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: float, r_prot, r_mis, r_noise,
+           r_t1, *, mode: str, r_tex: np.random.Generator):
+    """Signals, textures and acquisition of one painted subject.
+
+    Returns ``(protocol, arrays, extra)``: arrays ``t2w, stir, t1w`` float32 and ``labels, lesions`` uint8, all
+    ``(n_slices, nj, nk)``; ``extra`` the k-space, texture and relaxation-jitter parameters (for dataset.json).
+    """
+    prot, ks, _ = sample_acquisition(r_prot, fs, pr, mode, misregistration_mm, r_mis)
+    book = SignalBook(prot)
+    extra = {"realism": mode, "kspace": ks.to_dict()}
+    if mode == "randomized":
+        extra["relaxation_jitter"] = jitter_relaxation(book, prot, r_tex, 0.12)
+    comps = class_composition(anat.ff_marrow)
+    lut_t2, lut_st = book.lut(comps)
+    t2f, stf, t1f = lut_t2[cv.cls], lut_st[cv.cls], book.lut_t1w(comps)[cv.cls]
+    lesf = np.zeros_like(cv.cls)
+    render_marrow(cv, painted, anat, plan, book, t2f, stf, lesf)
+    render_soft_lesions(cv, painted, anat, plan, book, t2f, stf, lesf)
+    scratch = np.zeros_like(lesf)
+    render_marrow(cv, painted, anat, plan, book.t1w_view(), t1f, t1f, scratch)
+    render_soft_lesions(cv, painted, anat, plan, book.t1w_view(), t1f, t1f, scratch)
+    del scratch
+    tp = sample_texture(r_tex, anat.age, randomized=mode == "randomized")
+    extra["texture"] = tp.to_dict()
+    d = pr.pixel_mm / OVERSAMPLE
+    spacing = (pr.slice_mm / pr.supersample, d, d)
+    apply_textures(cv, painted, anat, comps, Channels([(t2f, book.t2w), (stf, book.stir), (t1f, book.t1w)]), tp,
+                   r_tex, spacing)
+
+    ss, o = pr.supersample, OVERSAMPLE
+    labels = CLASS_LABEL[cv.cls[ss // 2::ss, ::o, ::o]]
+    lesions = np.ascontiguousarray(lesf[ss // 2::ss, ::o, ::o])
+    del lesf
+    coil = coil_sensitivity(body_mask(labels), (pr.slice_mm, pr.pixel_mm, pr.pixel_mm), ks)
+    csf = cv.cls == CSF
+    out = {}
+    for key, fine, ref, snr, gain, rng in (
+            ("t2w", t2f, book.t2w["csf"], prot.snr_t2w, prot.gain_t2w, r_noise),
+            ("stir", stf, abs(book.stir["csf"]), prot.snr_stir, prot.gain_stir, r_noise),
+            ("t1w", t1f, book.t1w["muscle"], prot.snr_t1w, prot.gain_t1w, r_t1)):
+        img = acquire(fine, fine * csf, pr, ks, coil, ref / snr, rng)
+        out[key] = img * np.float32(gain / ref)
+    if any(prot.misregistration_mm):
+        sx, sy, sz = prot.misregistration_mm
+        out["stir"] = shift_volume(out["stir"], (sx / pr.slice_mm, -sy / pr.pixel_mm, -sz / pr.pixel_mm))
+    out["labels"], out["lesions"] = labels, lesions
+    return prot, out, extra
+
+
+__all__ = ["Protocol", "fine_grid", "render"]
