@@ -1,9 +1,10 @@
 """Non-learned T2w -> STIR baselines that pseudo-STIR must beat: histogram matching and a linear intensity fit.
 
-All baselines work in the normalized model space: each T2w and STIR volume is mapped to [-1, 1] by its own
-0.5 / 99.5 percentiles inside its body mask (:func:`synthseq.data.normalize`); a baseline maps normalized T2w
-values to normalized STIR values voxel by voxel, and its output is written back in the **input T2w's scale**
-(``denormalize(y, t2w_params)``) -- the same convention as the pseudo-STIR, so evaluation treats all methods alike.
+All baselines work in the normalized model space of a :class:`~synthseq.data.preprocess.Preprocessor` (the model's
+rule; default 0.5 / 99.5 percentiles inside the T2w's intensity body mask), exactly as training and synthesis
+normalize: a baseline maps normalized T2w values to normalized STIR values voxel by voxel, and its output is written
+back in the **input T2w's scale** (``pre.invert(y, t2w_params)``) -- the same convention as the pseudo-STIR, so
+evaluation treats all methods alike. A body mask given to the functions selects the voxels the statistics use.
 
 * :class:`HistogramMatching` (``"histmatch"``, fair): a monotone quantile map learned from TRAINING pairs. Each
   training subject gives the quantile functions of its normalized T2w and STIR inside the body; the mean quantile
@@ -29,12 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data.normalize import NormParams, apply_normalization, denormalize, fit_normalization
+from .data.preprocess import Preprocessor
 from .io import Volume
 
 #: Quantile levels of the histogram-matching map.
 N_QUANTILES = 256
-PERCENTILES = (0.5, 99.5)
 
 #: Method names as they appear in evaluation tables, with a one-line description each.
 BASELINES = {
@@ -47,16 +47,6 @@ BASELINES = {
 def _data(x: Volume | np.ndarray) -> np.ndarray:
     return np.asarray(x.data if isinstance(x, Volume) else x)
 
-
-def _normalized(x: np.ndarray, mask: np.ndarray | None, name: str) -> tuple[np.ndarray, NormParams]:
-    params = fit_normalization(x, "percentile", PERCENTILES, mask, name)
-    return apply_normalization(x, params), params
-
-
-def _default_mask(t2w: np.ndarray) -> np.ndarray:
-    from .data.datasets import body_mask_from_intensity
-
-    return body_mask_from_intensity(t2w)
 
 
 @dataclass(frozen=True)
@@ -74,14 +64,16 @@ class PairStats:
 
 
 def pair_stats(t2w: Volume | np.ndarray, stir: Volume | np.ndarray, mask: np.ndarray | None = None,
-               name: str = "pair") -> PairStats:
-    """Summaries of one training pair (same grid). ``mask``: body mask (default: estimated from the T2w)."""
+               name: str = "pair", preprocessor: Preprocessor | None = None) -> PairStats:
+    """Summaries of one training pair (same grid), both volumes normalized by ``preprocessor`` inside ``mask``
+    (default: the T2w's own preprocessing mask, as training normalizes); the statistics use the same voxels."""
+    pre = preprocessor or Preprocessor()
     x_raw, y_raw = _data(t2w), _data(stir)
     if x_raw.shape != y_raw.shape:
         raise ValueError(f"{name}: T2w {x_raw.shape} and STIR {y_raw.shape} are not on one grid")
-    m = _default_mask(x_raw) if mask is None else np.asarray(mask, bool)
-    x, _ = _normalized(x_raw, m, f"{name} (T2w)")
-    y, _ = _normalized(y_raw, m, f"{name} (STIR)")
+    m = pre.body_mask(x_raw) if mask is None else np.asarray(mask, bool)
+    x, _ = pre(x_raw, mask=m, name=f"{name} (T2w)")
+    y, _ = pre(y_raw, mask=m, name=f"{name} (STIR)")
     xv, yv = x[m].astype(np.float64), y[m].astype(np.float64)
     levels = np.linspace(0.0, 1.0, N_QUANTILES)
     return PairStats(np.quantile(xv, levels), np.quantile(yv, levels),
@@ -89,12 +81,12 @@ def pair_stats(t2w: Volume | np.ndarray, stir: Volume | np.ndarray, mask: np.nda
                       float((xv * yv).sum())))
 
 
-def _apply_map(t2w: Volume, mask: np.ndarray | None, fn) -> Volume:
-    """Normalize the T2w by its own percentiles, map with ``fn``, write back in the T2w's scale (float32)."""
-    x_raw = _data(t2w)
-    m = _default_mask(x_raw) if mask is None else np.asarray(mask, bool)
-    x, params = _normalized(x_raw, m, t2w.name)
-    out = t2w.with_data(np.ascontiguousarray(denormalize(fn(x), params)))
+def _apply_map(t2w: Volume, fn, mask: np.ndarray | None, preprocessor: Preprocessor | None) -> Volume:
+    """Normalize the T2w (as synthesis does unless ``mask`` is given), map with ``fn``, write back in the T2w's
+    scale (float32)."""
+    pre = preprocessor or Preprocessor()
+    x, params = pre(_data(t2w), mask=None if mask is None else np.asarray(mask, bool), name=t2w.name)
+    out = t2w.with_data(np.ascontiguousarray(pre.invert(fn(x), params)))
     if out.header is not None:
         out.header.set_data_dtype(np.float32)
     return out
@@ -125,9 +117,10 @@ class HistogramMatching:
         """Normalized T2w -> normalized STIR (values beyond the learned range map to the end values)."""
         return np.interp(x, self.t2w_quantiles, self.stir_quantiles).astype(np.float32)
 
-    def apply(self, t2w: Volume, mask: np.ndarray | None = None) -> Volume:
-        """Baseline STIR on the T2w's grid, in the T2w's scale, float32."""
-        return _apply_map(t2w, mask, self.map_normalized)
+    def apply(self, t2w: Volume, mask: np.ndarray | None = None, preprocessor: Preprocessor | None = None) -> Volume:
+        """Baseline STIR on the T2w's grid, in the T2w's scale, float32; normalized by ``preprocessor`` inside
+        ``mask`` (default: its own body mask, as synthesis normalizes)."""
+        return _apply_map(t2w, self.map_normalized, mask, preprocessor)
 
 
 @dataclass(frozen=True)
@@ -161,9 +154,10 @@ class LinearFit:
     def map_normalized(self, x: np.ndarray) -> np.ndarray:
         return (self.a * np.asarray(x, np.float64) + self.b).astype(np.float32)
 
-    def apply(self, t2w: Volume, mask: np.ndarray | None = None) -> Volume:
-        """Baseline STIR on the T2w's grid, in the T2w's scale, float32."""
-        return _apply_map(t2w, mask, self.map_normalized)
+    def apply(self, t2w: Volume, mask: np.ndarray | None = None, preprocessor: Preprocessor | None = None) -> Volume:
+        """Baseline STIR on the T2w's grid, in the T2w's scale, float32; normalized by ``preprocessor`` inside
+        ``mask`` (default: its own body mask, as synthesis normalizes)."""
+        return _apply_map(t2w, self.map_normalized, mask, preprocessor)
 
 
 __all__ = ["BASELINES", "HistogramMatching", "LinearFit", "PairStats", "pair_stats"]

@@ -85,6 +85,10 @@ def _add_phantom(sub) -> None:
     p.add_argument("--field", type=float, choices=[1.5, 3.0], default=1.5, help="field strength in tesla (default 1.5)")
     p.add_argument("--misregistration-mm", type=float, default=0.0,
                    help="random rigid T2w/STIR misregistration of up to this many mm (default 0)")
+    p.add_argument("--realism", choices=["classic", "faithful", "randomized"], default="classic",
+                   help="classic: the original phantom; faithful: patient-like anatomy, texture and acquisition "
+                   "physics (k-space, coil, vendor-like protocols); randomized: faithful with widened ranges "
+                   "(domain randomization for training). Default: classic")
     p.add_argument("--preview", action="store_true", help="also write DIR/preview.png (T2w | STIR | labels)")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
     p.set_defaults(func=_run_phantom)
@@ -104,6 +108,7 @@ def _run_phantom(args: argparse.Namespace) -> int:
     out = generate_dataset(
         args.out, subjects=args.subjects, seed=args.seed, preset=args.preset, field_strength=args.field,
         preview=args.preview, overwrite=args.overwrite, misregistration_mm=args.misregistration_mm,
+        realism=args.realism,
     )
     print(f"wrote {args.subjects} subject(s) to {out}")
     return 0
@@ -149,7 +154,8 @@ def _add_synthesize(sub) -> None:
         "synthesize",
         help="T2w volume(s) -> pseudo-STIR on the same grid, from a trained checkpoint",
         description="Synthesize pseudo-STIR from T2w. A file gives a file; a folder maps every *_T2w.nii.gz to "
-        "*_pseudoSTIR.nii.gz. Output has the input's exact affine and shape; inputs are never overwritten.",
+        "*_pseudoSTIR.nii.gz (a BIDS folder or CSV manifest: each subject's T2w). Slices are cut in the plane the "
+        "model was trained in (stored in the checkpoint). Output has the input's exact affine and shape; inputs are never overwritten.",
         formatter_class=_formatter,
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint (.pt) written by synthseq train")
@@ -165,12 +171,19 @@ def _add_synthesize(sub) -> None:
     p.add_argument("--uncertainty", action="store_true",
                    help="also write a voxel-wise uncertainty map (*_uncertainty.nii.gz) from test-time sampling")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never the input)")
+    p.add_argument("--split", choices=["train", "val", "test"], default=None,
+                   help="only the subjects of this split of the checkpoint's run (dataset / folder input)")
+    p.add_argument("--subjects", default=None, help="only these subject ids (comma-separated)")
     p.add_argument("--extra", action="append", default=None, metavar="KEY=FILE",
                    help="another input of a multi-input model, e.g. --extra T1w=sub-01_T1w.nii.gz (repeatable; any "
                    "grid: resampled onto the --input T2w's). Folder mode reads <subject>_T1w.nii.gz beside each "
                    "<subject>_T2w.nii.gz instead")
     p.add_argument("--register", action="store_true",
                    help="refine the resampling of --extra inputs onto the T2w grid by rigid NCC registration")
+    p.add_argument("--engine", choices=["auto", "torch", "onnxruntime"], default="auto",
+                   help="what runs the generator: torch, or onnxruntime (the generator exported to ONNX in memory; "
+                   "CPU only); auto (default): the faster one measured on the CPU (benchmarks/RESULTS.md), torch "
+                   "on CUDA. A --checkpoint written by `synthseq export` runs as exported")
     p.set_defaults(func=_run_synthesize)
 
 
@@ -179,12 +192,40 @@ def _run_synthesize(args: argparse.Namespace) -> int:
 
     outputs = synthesize_path(
         args.checkpoint, args.input, args.output, device=args.device, batch_size=args.batch_size,
-        uncertainty=args.uncertainty, overwrite=args.overwrite, seed=args.seed,
-        extra=_key_files(args.extra), register=args.register,
-        dicom_out=args.dicom_out,
+        uncertainty=args.uncertainty, overwrite=args.overwrite, seed=args.seed, split=args.split,
+        subjects=_id_list(args.subjects), extra=_key_files(args.extra), register=args.register,
+        dicom_out=args.dicom_out, engine=args.engine,
     )
     for path in outputs:
         print(path)
+    return 0
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a checkpoint's generator as ONNX or TorchScript (runs without synthseq) + preprocessing JSON",
+        description="Export the generator of a pix2pix / CycleGAN checkpoint, e.g.\n"
+        "  synthseq export runs/pix2pix/best.pt --format onnx generator.onnx\n"
+        "writes generator.onnx (ONNX Runtime runs it; TorchScript: torch.jit.load) and generator.onnx.json (the "
+        "preprocessing, provenance and the export check: exported vs torch output within 1e-3). "
+        "`synthseq synthesize --checkpoint generator.onnx` uses it.",
+        formatter_class=_formatter,
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint (.pt) written by synthseq train")
+    p.add_argument("out", type=Path, help="model file to write (e.g. generator.onnx); OUT.json goes beside it")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default onnx")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+
+    model, side = export_checkpoint(args.checkpoint, args.out, args.format, overwrite=args.overwrite, seed=args.seed)
+    meta = json.loads(side.read_text())
+    print(f"wrote {model} ({args.format}; max |exported - torch| = {meta['export_check']['max_abs_diff_vs_torch']:.1e})"
+          f" and {side}")
     return 0
 
 
@@ -203,6 +244,55 @@ def _key_files(items: list[str] | None) -> dict[str, Path]:
     return out
 
 
+def _add_resample(sub) -> None:
+    p = sub.add_parser(
+        "resample",
+        help="put a volume onto another volume's grid (e.g. a STIR onto its T2w), from the affines",
+        description="Resample MOVING onto the grid (shape and affine) of --like, from the two affines (no "
+        "registration): linear interpolation for images, nearest neighbour for label / lesion maps (--labels). "
+        "Voxels outside MOVING's field of view become 0. Written atomically as NIfTI (float32 for images, the "
+        "input's type for labels); the input is never overwritten.",
+        formatter_class=_formatter,
+    )
+    p.add_argument("moving", type=Path, help="NIfTI file or DICOM series folder to resample")
+    p.add_argument("--like", required=True, type=Path, help="reference volume whose grid the output gets")
+    p.add_argument("--out", required=True, type=Path, help="output .nii or .nii.gz")
+    p.add_argument("--labels", action="store_true", help="nearest neighbour (codes stay codes) instead of linear")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=_run_resample)
+
+
+def _run_resample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data.layout import strip_nifti
+    from .data.registration import overlap_fraction, resample_to
+    from .errors import InputError
+    from .io import load_volume, save_volume
+
+    if strip_nifti(args.out.name) is None:
+        raise InputError(f"{args.out}: output must end in .nii or .nii.gz")
+    if args.out.exists() and not args.overwrite:
+        raise InputError(f"{args.out}: already exists (use --overwrite to replace it)")
+    if args.out.resolve() in (args.moving.resolve(), args.like.resolve()):
+        raise InputError(f"{args.out}: refusing to overwrite an input file")
+    moving = load_volume(args.moving, allow_zero=True)
+    like = load_volume(args.like, allow_zero=True)
+    out = resample_to(moving, like, order=0 if args.labels else 1)
+    if moving.header is not None:  # keep the moving volume's header fields (descriptions), on the new grid
+        out.header = moving.header.copy()
+    dtype = moving.header.get_data_dtype() if args.labels and moving.header is not None else np.float32
+    written = save_volume(out, args.out, dtype=dtype, overwrite=args.overwrite)
+    print(f"{written}  ({'nearest' if args.labels else 'linear'}; {overlap_fraction(moving, like):.0%} of the "
+          f"reference grid inside {args.moving.name}'s field of view)")
+    return 0
+
+
+def _id_list(text: str | None) -> list[str] | None:
+    """``"sub-01, sub-02"`` -> ``["sub-01", "sub-02"]`` (None stays None)."""
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
@@ -216,6 +306,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--input", type=Path, default=None, help="T2w file/folder (for baselines and montages)")
     p.add_argument("--lesions", type=Path, default=None, help="lesion mask file/folder (lesion-level metrics)")
     p.add_argument("--mask", type=Path, default=None, help="body mask or tissue-label file/folder")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="the model's checkpoint: predictions are scored in its preprocessing scale (default: what "
+                        "each prediction's JSON sidecar records, else the default 0.5/99.5 percentile rule)")
     p.add_argument("--out", required=True, type=Path, help="output folder for metrics.csv, summary.json, report")
     p.add_argument("--train-subjects", default=None,
                    help="subjects that fit the fair baselines: a run's splits.json (its 'train' list) or "
@@ -232,7 +325,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     report = evaluate_paths(args.pred, args.target, args.out, inputs=args.input, lesions=args.lesions,
                             mask=args.mask, seed=args.seed, train_subjects=parse_train_subjects(args.train_subjects),
-                            use_lpips=not args.no_lpips, pred_norm=args.pred_norm)
+                            use_lpips=not args.no_lpips, pred_norm=args.pred_norm, checkpoint=args.checkpoint)
     print(f"report: {report}")
     return 0
 
@@ -344,6 +437,24 @@ def _add_outcome(sub) -> None:
             q.add_argument("--subject", action="append", default=None,
                            help="subject to explain individually (repeatable; default: the first three)")
         q.set_defaults(func=_run_outcome_predict if name == "predict" else _run_outcome_explain)
+    from .downstream.web.schema import API_SCHEMA
+
+    v = osub.add_parser("serve", help="local web page: probability with interval, SHAP waterfall, van Middendorp, "
+                        "model card; JSON API and batch CSV", formatter_class=_formatter,
+                        description="Serve the outcome models given (never a path from a request) on a local web "
+                        "page, e.g. synthseq outcome serve runs/outcome_ambulation/model.ssmodel. Research use "
+                        "only, not a medical device.", epilog="JSON API (the page uses it):\n" + API_SCHEMA)
+    v.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="model.ssmodel file(s) from outcome fit")
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    v.add_argument("--port", type=int, default=8050, help="port (default 8050; 0 picks a free one)")
+    v.add_argument("--checkpoint", type=Path, default=None,
+                   help="synthesis checkpoint: an uploaded T2w gets a pseudo-STIR (and its image features)")
+    v.add_argument("--device", default="auto", help="device for --checkpoint: auto | cpu | cuda")
+    v.add_argument("--log-predictions", type=Path, default=None, metavar="FILE",
+                   help="append every answer (inputs and probabilities) to this JSON-lines file; default: nothing "
+                   "about a patient is stored or logged")
+    v.add_argument("--max-upload-mb", type=float, default=64.0, help="request size limit in MB (default 64)")
+    v.set_defaults(func=_run_outcome_serve)
 
 
 def _run_outcome_fit(args: argparse.Namespace) -> int:
@@ -366,6 +477,23 @@ def _run_outcome_fit(args: argparse.Namespace) -> int:
             print(f"  {r['model']:<10} {r['auc']:6.3f} {r['auc_ci_low']:6.3f}-{r['auc_ci_high']:<6.3f} "
                   f"{r['brier']:6.3f}")
     print(f"model: {Path(cfg.out_dir) / 'model.ssmodel'}")
+    return 0
+
+
+def _run_outcome_serve(args: argparse.Namespace) -> int:
+    from .downstream.web.app import create_app, serve_outcome
+
+    synth = None
+    if args.checkpoint is not None:
+        from .downstream.sources import synthesizer_from_checkpoint
+
+        synth = synthesizer_from_checkpoint(args.checkpoint, args.device)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
+    app = create_app([str(m) for m in args.models], synthesizer=synth, log_predictions=args.log_predictions,
+                     max_upload_mb=args.max_upload_mb, host=args.host)
+    serve_outcome(app, args.host, args.port, ready=lambda url: print(f"serving the outcome page on {url}/ "
+                                                                    "(Ctrl+C to stop)", flush=True))
     return 0
 
 
@@ -403,24 +531,6 @@ def _add_utility(sub) -> None:
     src.add_argument("--pseudo-stir", type=Path, help="or a folder of precomputed <subject>_pseudoSTIR.nii.gz")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--config", type=Path, default=None, help="YAML UtilityConfig (classifier:, outcome: ...)")
-    from .downstream.web.schema import API_SCHEMA
-
-    v = osub.add_parser("serve", help="local web page: probability with interval, SHAP waterfall, van Middendorp, "
-                        "model card; JSON API and batch CSV", formatter_class=_formatter,
-                        description="Serve the outcome models given (never a path from a request) on a local web "
-                        "page, e.g. synthseq outcome serve runs/outcome_ambulation/model.ssmodel. Research use "
-                        "only, not a medical device.", epilog="JSON API (the page uses it):\n" + API_SCHEMA)
-    v.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="model.ssmodel file(s) from outcome fit")
-    v.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    v.add_argument("--port", type=int, default=8050, help="port (default 8050; 0 picks a free one)")
-    v.add_argument("--checkpoint", type=Path, default=None,
-                   help="synthesis checkpoint: an uploaded T2w gets a pseudo-STIR (and its image features)")
-    v.add_argument("--device", default="auto", help="device for --checkpoint: auto | cpu | cuda")
-    v.add_argument("--log-predictions", type=Path, default=None, metavar="FILE",
-                   help="append every answer (inputs and probabilities) to this JSON-lines file; default: nothing "
-                   "about a patient is stored or logged")
-    v.add_argument("--max-upload-mb", type=float, default=64.0, help="request size limit in MB (default 64)")
-    v.set_defaults(func=_run_outcome_serve)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides (e.g. classifier.epochs=10)")
     p.set_defaults(func=_run_utility)
@@ -457,23 +567,6 @@ def _add_reader_study(sub) -> None:
     p = sub.add_parser(
         "reader-study",
         help="blinded reader studies: build a case set, serve the reading page, export and analyze answers",
-def _run_outcome_serve(args: argparse.Namespace) -> int:
-    from .downstream.web.app import create_app, serve_outcome
-
-    synth = None
-    if args.checkpoint is not None:
-        from .downstream.sources import synthesizer_from_checkpoint
-
-        synth = synthesizer_from_checkpoint(args.checkpoint, args.device)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
-    app = create_app([str(m) for m in args.models], synthesizer=synth, log_predictions=args.log_predictions,
-                     max_upload_mb=args.max_upload_mb, host=args.host)
-    serve_outcome(app, args.host, args.port, ready=lambda url: print(f"serving the outcome page on {url}/ "
-                                                                    "(Ctrl+C to stop)", flush=True))
-    return 0
-
-
         description="Visual Turing test / image-quality / finding-detection reader studies on real vs synthetic "
         "STIR:\n  build -> serve (each reader opens a personal link) -> export -> analyze.",
         formatter_class=_formatter,
@@ -540,6 +633,9 @@ def _run_reader_study_build(args: argparse.Namespace) -> int:
           f"to {summary.study}")
     if summary.unpaired:
         print(f"skipped {len(summary.unpaired)} subject(s) found in only one folder: {', '.join(summary.unpaired)}")
+    if summary.resampled:
+        print("resampled onto the synthetic volume's grid (linear for images, nearest for lesions): "
+              f"{', '.join(summary.resampled)}")
     print(f"next: synthseq reader-study serve {summary.study}")
     return 0
 
@@ -576,8 +672,8 @@ def _run_reader_study_analyze(args: argparse.Namespace) -> int:
 
 
 _REGISTRY = (
-    _add_info, _add_phantom, _add_train, _add_synthesize, _add_evaluate, _add_demo,
-    _add_classify, _add_outcome, _add_utility, _add_reader_study,
+    _add_info, _add_phantom, _add_train, _add_synthesize, _add_export, _add_evaluate, _add_demo,
+    _add_classify, _add_outcome, _add_utility, _add_reader_study, _add_resample,
 )
 
 

@@ -2,12 +2,12 @@
 
 Pipeline of :meth:`Synthesizer.predict` (one volume, any orientation and voxel size):
 
-1. ``SagittalView.to_slices``: ``(S, H, W)`` sagittal slices along the volume's own left-right axis
-   (a permutation + flips, no interpolation).
-2. Normalize with the checkpoint's settings (percentiles of the voxels inside the body mask estimated by
-   :func:`synthseq.data.datasets.body_mask_from_intensity`, as training does for subjects without labels; values
-   beyond them are not clipped) -> model space [-1, 1]; ``stack_context(k)`` if the
-   model is 2.5D.
+1. ``SliceView.to_slices``: ``(S, H, W)`` slices in the checkpoint's plane (``slice_plane``: sagittal slices
+   along the volume's own left-right axis by default; axial, coronal or the acquisition plane when the model was
+   trained so), a permutation + flips, no interpolation.
+2. Normalize with the checkpoint's :class:`~synthseq.data.preprocess.Preprocessor` (the one rule training used:
+   percentiles of the voxels inside the body mask estimated from the volume's intensities; values beyond them are
+   not clipped) -> model space [-1, 1]; ``stack_context(k)`` if the model is 2.5D.
 3. Per batch of slices, on the device: resample in-plane to the checkpoint's ``pixel_spacing_mm`` (bilinear,
    antialiased when shrinking), pad (replicating the border) to a multiple of the generator's ``size_multiple``,
    ``translate`` under ``torch.inference_mode`` (bf16 autocast and channels_last on CUDA), crop, resample back to
@@ -38,6 +38,7 @@ channels in the model's ``input_keys`` order (key-major, like the training stack
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import re
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -49,17 +50,22 @@ import torch.nn.functional as F
 from monai.transforms import MapTransform
 from torch import Tensor, nn
 
-from .data.datasets import body_mask_from_intensity
-from .data.normalize import NormParams, apply_normalization, denormalize, fit_normalization
-from .data.slicing import SagittalView, stack_context
+from .checkpoint import ModelSpec, build_model_from_checkpoint, load_checkpoint
+from .data.normalize import NormParams
+from .data.preprocess import Preprocessor
+from .data.slicing import SliceView, stack_context
 from .errors import InputError, SynthseqError
 from .io import NIFTI_SUFFIXES, Volume, check_volume_data, load_volume
+from .models import list_gans
 from .utils import progress, resolve_device
 
 #: GAN kinds whose checkpoints can synthesize.
-SYNTHESIS_KINDS = ("pix2pix", "cyclegan")
+#: GAN kinds whose checkpoints synthesize (every registered kind: each has a generator that translates A -> B).
+SYNTHESIS_KINDS = tuple(list_gans())
 #: Largest in-plane shift (pixels of the resampled slice) of an uncertainty pass.
 SHIFT_PX = 2
+#: What ``--engine auto`` runs on the CPU (measured in benchmarks/synthesis_latency.py; see benchmarks/RESULTS.md).
+CPU_ENGINE = "torch"
 INPUT_PATTERN = "_T2w"
 
 
@@ -132,8 +138,8 @@ class Synthesizer:
 
     Args:
         model: a :class:`~synthseq.models.base.GANModel` (its ``translate`` is used).
-        normalization: ``{"method", "percentiles"}`` the model was trained with (optionally ``"mask"``:
-            ``"foreground"`` (default; body mask estimated from the intensities) or ``"none"`` (all voxels)).
+        normalization: the :class:`~synthseq.data.preprocess.Preprocessor` the model was trained with, or its
+            ``to_dict()`` (``{"method", "percentiles", "mask"}``; version-0.1.0 entries are read too).
         pixel_spacing_mm: ``(dh, dw)`` of the training slices; None keeps each volume's native in-plane spacing.
         context_slices: k of the 2.5D input (1 = 2D).
         input_keys: input sequences of the model, in channel order (:func:`grid_key` gives the output grid).
@@ -141,19 +147,25 @@ class Synthesizer:
         batch_size: slices per forward pass.
         uncertainty_samples: stochastic passes for the uncertainty map.
         source: a name for messages (the checkpoint path).
+        slice_plane: the plane the model was trained in (``synthseq.data.slicing.PLANE_CHOICES``).
+        splits: the training run's subject splits (``{"train": [...], ...}``) when the checkpoint stores them.
         register: refine the affine resampling of extra inputs onto the grid input by rigid NCC registration.
     """
 
     def __init__(self, model: nn.Module, *, normalization: Mapping[str, Any] | None = None,
                  pixel_spacing_mm: Sequence[float] | None = None, context_slices: int = 1,
                  input_keys: Sequence[str] = ("T2w",), device: str | torch.device = "auto", batch_size: int = 32,
-                 uncertainty_samples: int = 8, source: str = "<model>", register: bool = False) -> None:
+                 uncertainty_samples: int = 8, source: str = "<model>", slice_plane: str = "sagittal",
+                 splits: Mapping[str, Sequence[str]] | None = None, register: bool = False) -> None:
         self.source = source
+        self.slice_plane = str(slice_plane)
+        self.splits = {k: list(v) for k, v in splits.items()} if splits else None
         self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
-        norm = dict(normalization or {})
-        self.norm_method = str(norm.get("method", "percentile"))
-        self.norm_percentiles = tuple(float(p) for p in norm.get("percentiles", (0.5, 99.5)))
-        self.norm_mask = str(norm.get("mask", "foreground"))
+        self.preprocessor = (normalization if isinstance(normalization, Preprocessor)
+                             else Preprocessor.from_dict(normalization))
+        self.norm_method = self.preprocessor.method
+        self.norm_percentiles = self.preprocessor.percentiles
+        self.norm_mask = self.preprocessor.mask
         self.pixel_spacing_mm = None if pixel_spacing_mm is None else tuple(float(s) for s in pixel_spacing_mm)
         self.context_slices = int(context_slices)
         self.input_keys = list(input_keys)
@@ -171,6 +183,8 @@ class Synthesizer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.multiple = max(int(getattr(getattr(model, n), "size_multiple", 1)) for n in model.generator_modules())
         self._dropout = _dropout_modules(self.model)
+        self.engine = "torch"  # what runs the deterministic pass: see set_engine
+        self._engine_run = None
 
     # ------------------------------------------------------------------------------------ construction
     @classmethod
@@ -181,9 +195,11 @@ class Synthesizer:
             InputError: missing file, not a synthseq checkpoint, or a checkpoint of another kind (e.g. a
                 downstream classifier).
         """
-        from .training.checkpoint import build_model_from_checkpoint, load_checkpoint
+        from .export import is_export
 
         path = Path(path)
+        if is_export(path):
+            return cls.from_export(path, batch_size=batch_size)
         ckpt = load_checkpoint(path)
         kind = ckpt.get("kind")
         if kind not in SYNTHESIS_KINDS:
@@ -194,20 +210,62 @@ class Synthesizer:
         except SynthseqError as exc:
             msg = str(exc).splitlines()[0]
             raise InputError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from exc
-        infer = (ckpt.get("config") or {}).get("infer", {}) or {}
-        data = (ckpt.get("config") or {}).get("data", {}) or {}
+        spec = ModelSpec.from_checkpoint(ckpt)
+        infer = spec.config.get("infer", {}) or {}
         return cls(
             model,
-            normalization=ckpt.get("normalization") or {"method": data.get("norm", "percentile"),
-                                                        "percentiles": data.get("norm_percentiles", (0.5, 99.5))},
-            pixel_spacing_mm=ckpt.get("pixel_spacing_mm"),
-            context_slices=int(ckpt.get("context_slices", data.get("context_slices", 1))),
-            input_keys=ckpt.get("input_keys", data.get("input_keys", ["T2w"])),
+            normalization=spec.preprocessing,
+            pixel_spacing_mm=spec.pixel_spacing_mm,
+            context_slices=spec.context_slices,
+            input_keys=spec.input_keys,
             device=device,
             batch_size=int(batch_size or infer.get("batch_size", 32)),
             uncertainty_samples=int(infer.get("uncertainty_samples", 8)),
             source=str(path),
+            slice_plane=spec.slice_plane,
+            splits=spec.splits,
         )
+
+    @classmethod
+    def from_export(cls, path: str | Path, batch_size: int | None = None) -> Synthesizer:
+        """A Synthesizer driving a generator written by ``synthseq export`` (ONNX Runtime or TorchScript, on the
+        CPU) with the preprocessing stored beside it; it has no MC dropout, so no uncertainty maps."""
+        from .export import load_exported
+
+        model, meta = load_exported(path)
+        pre = meta["preprocessing"]
+        synth = cls(model, normalization=pre["normalization"], pixel_spacing_mm=pre.get("pixel_spacing_mm"),
+                    context_slices=int(pre.get("context_slices", 1)), input_keys=pre.get("input_keys", ["T2w"]),
+                    device="cpu", batch_size=int(batch_size or 8), source=str(path),
+                    slice_plane=str(pre.get("slice_plane", "sagittal")))
+        synth.engine = "onnxruntime" if meta.get("model_format") == "onnx" else "torchscript"
+        return synth
+
+    def set_engine(self, engine: str = "auto") -> Synthesizer:
+        """Choose what runs the deterministic pass: ``"torch"`` (the checkpoint's networks), ``"onnxruntime"``
+        (the generator exported to ONNX in memory, run by ONNX Runtime; CPU only) or ``"auto"``
+        (:data:`CPU_ENGINE` on the CPU, torch on CUDA). Uncertainty passes always run the torch networks (MC
+        dropout). A Synthesizer of an exported file keeps its own engine. Returns ``self``."""
+        from .export import ENGINES, ExportedModel, ort_engine
+
+        if engine not in (*ENGINES, "auto"):
+            raise InputError(f"--engine: expected one of auto, {', '.join(ENGINES)}, got {engine!r}")
+        if isinstance(self.model, ExportedModel):
+            if engine not in ("auto", self.engine):
+                raise InputError(f"{self.source}: an exported {self.model.export_format} model runs only as "
+                                 f"exported (--engine {engine} needs the checkpoint)")
+            return self
+        if engine == "auto":
+            engine = CPU_ENGINE if self.device.type == "cpu" else "torch"
+            if engine == "onnxruntime" and importlib.util.find_spec("onnxruntime") is None:
+                engine = "torch"
+        if engine == "onnxruntime" and self.device.type != "cpu":
+            raise InputError(f"--engine onnxruntime runs on the CPU (got --device {self.device}); use --device cpu")
+        self._engine_run = None
+        if engine == "onnxruntime":
+            self._engine_run = ort_engine(self.model, len(self.input_keys) * self.context_slices)
+        self.engine = engine
+        return self
 
     # ---------------------------------------------------------------------------------------- inference
     def __call__(self, volume: Volume, extra: Mapping[str, Volume] | None = None) -> Volume:
@@ -230,7 +288,7 @@ class Synthesizer:
         return extra
 
     def prepare_inputs(self, volume: Volume, extra: Mapping[str, Volume] | None = None
-                       ) -> tuple[Tensor, NormParams, SagittalView]:
+                       ) -> tuple[Tensor, NormParams, SliceView]:
         """Model input ``(S, C_in, H, W)`` (context stacks of every input, key-major), the grid input's NormParams
         and the view of its grid. Extra inputs are put on ``volume``'s grid first (see the module docstring)."""
         from .data.registration import align_pair
@@ -240,7 +298,7 @@ class Synthesizer:
         if not self.extra_keys:
             return stack_context(torch.from_numpy(x), self.context_slices), params, view
         data = np.asarray(volume.data, dtype=np.float32)
-        body = body_mask_from_intensity(data) if self.norm_mask == "foreground" else None
+        body = self.preprocessor.body_mask(data)
         chans = []
         for key in self.input_keys:
             if key == self.grid_key:
@@ -249,21 +307,20 @@ class Synthesizer:
                 ev = extra[key]
                 check_volume_data(np.asarray(ev.data), ev.name)
                 on_grid, _ = align_pair(volume, ev, register=self.register, mask=body)
-                ep = fit_normalization(on_grid.data, self.norm_method, self.norm_percentiles, body, ev.name)
-                sl = apply_normalization(np.ascontiguousarray(view.to_slices(on_grid.data), dtype=np.float32), ep)
+                ep = self.preprocessor.fit(on_grid.data, body, ev.name)
+                sl = self.preprocessor.apply(np.ascontiguousarray(view.to_slices(on_grid.data), dtype=np.float32), ep)
             chans.append(stack_context(torch.from_numpy(np.ascontiguousarray(sl, dtype=np.float32)),
                                        self.context_slices))
         return torch.cat(chans, dim=1), params, view
 
-    def normalize_input(self, volume: Volume) -> tuple[np.ndarray, NormParams, SagittalView]:
+    def normalize_input(self, volume: Volume) -> tuple[np.ndarray, NormParams, SliceView]:
         """Canonical ``(S, H, W)`` slices of ``volume`` in model space, its NormParams and the view used."""
         data = np.asarray(volume.data)
         check_volume_data(data, volume.name)
-        view = SagittalView.from_affine(volume.affine)
+        view = SliceView.from_affine(volume.affine, self.slice_plane)
         slices = np.ascontiguousarray(view.to_slices(data), dtype=np.float32)
-        mask = body_mask_from_intensity(slices) if self.norm_mask == "foreground" else None
-        params = fit_normalization(slices, self.norm_method, self.norm_percentiles, mask, volume.name)
-        return apply_normalization(slices, params), params, view
+        params = self.preprocessor.fit(slices, name=volume.name)
+        return self.preprocessor.apply(slices, params), params, view
 
     def predict(self, volume: Volume, uncertainty: bool = False, seed: int = 0,
                 extra: Mapping[str, Volume] | None = None) -> tuple[Volume, Volume | None]:
@@ -273,6 +330,9 @@ class Synthesizer:
         Raises:
             InputError: a volume is not 3D or holds NaN / inf voxels; an extra input is missing or unknown.
         """
+        if uncertainty and not self._dropout and getattr(self.model, "export_format", None):
+            raise InputError(f"{self.source}: an exported generator has no MC dropout; --uncertainty needs the "
+                             "checkpoint (.pt)")
         inputs, params, view = self.prepare_inputs(volume, extra)  # (S, C_in, H, W)
         s, h, w = inputs.shape[0], inputs.shape[-2], inputs.shape[-1]
         work = self._work_size(volume, view, (h, w))
@@ -284,7 +344,7 @@ class Synthesizer:
             pred[i:i + len(batch)] = self._translate(batch, work, (h, w)).numpy()
             if std is not None:
                 std[i:i + len(batch)] = self._sample_std(batch, work, (h, w), gen, seed + i).numpy()
-        out = volume.with_data(np.ascontiguousarray(denormalize(view.from_slices(pred), params)))
+        out = volume.with_data(np.ascontiguousarray(self.preprocessor.invert(view.from_slices(pred), params)))
         _float32_header(out)
         unc = None
         if std is not None:
@@ -292,7 +352,7 @@ class Synthesizer:
             _float32_header(unc)
         return out, unc
 
-    def _work_size(self, volume: Volume, view: SagittalView, size: tuple[int, int]) -> tuple[int, int]:
+    def _work_size(self, volume: Volume, view: SliceView, size: tuple[int, int]) -> tuple[int, int]:
         """In-plane size of the slices at the training pixel spacing."""
         if self.pixel_spacing_mm is None:
             return size
@@ -300,8 +360,13 @@ class Synthesizer:
         th, tw = self.pixel_spacing_mm
         return max(1, round(size[0] * dh / th)), max(1, round(size[1] * dw / tw))
 
-    def forward_batch(self, x: Tensor) -> Tensor:
-        """One generator pass: ``(B, C_in, H, W)`` in [-1, 1] on the device -> ``(B, 1, H, W)`` float32 (bf16 on CUDA)."""
+    def forward_batch(self, x: Tensor, engine: bool = True) -> Tensor:
+        """One generator pass: ``(B, C_in, H, W)`` in [-1, 1] on the device -> ``(B, 1, H, W)`` float32 (bf16 on CUDA).
+
+        ``engine``: run it with the engine chosen by :meth:`set_engine` (False: the torch networks, as the MC-dropout
+        uncertainty passes need)."""
+        if engine and self._engine_run is not None:
+            return self._engine_run(x).float()
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -309,8 +374,9 @@ class Synthesizer:
         return self.model.translate(x).float()
 
     def _run(self, batch: Tensor, work: tuple[int, int], size: tuple[int, int], margin: int,
-             shift: tuple[int, int] = (0, 0)) -> Tensor:
-        """Resample -> pad -> (shift) -> translate -> (unshift) -> crop -> resample back: ``(B, H, W)`` on the CPU."""
+             shift: tuple[int, int] = (0, 0), engine: bool = False) -> Tensor:
+        """Resample -> pad -> (shift) -> translate -> (unshift) -> crop -> resample back: ``(B, H, W)`` on the CPU.
+        ``engine``: the deterministic pass, run by the chosen engine (see :meth:`forward_batch`)."""
         x = batch.to(self.device, dtype=torch.float32)
         x = _resize(x, work)
         hh, ww = work
@@ -319,7 +385,7 @@ class Synthesizer:
         x = F.pad(x, (margin, pw, margin, ph), mode="replicate")
         if shift != (0, 0):
             x = torch.roll(x, shifts=shift, dims=(-2, -1))
-        y = self.forward_batch(x)
+        y = self.forward_batch(x, engine=engine)
         if shift != (0, 0):
             y = torch.roll(y, shifts=(-shift[0], -shift[1]), dims=(-2, -1))
         y = y[:, :1, margin:margin + hh, margin:margin + ww]
@@ -328,7 +394,7 @@ class Synthesizer:
 
     @torch.inference_mode()
     def _translate(self, batch: Tensor, work: tuple[int, int], size: tuple[int, int]) -> Tensor:
-        return self._run(batch, work, size, margin=0)
+        return self._run(batch, work, size, margin=0, engine=True)
 
     @torch.inference_mode()
     def _sample_std(self, batch: Tensor, work: tuple[int, int], size: tuple[int, int], gen: torch.Generator,
@@ -364,16 +430,11 @@ def _float32_header(volume: Volume) -> None:
 
 
 # ------------------------------------------------------------------------------------------ files
-def _strip_nifti(name: str) -> str | None:
-    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return None
-
-
 def output_name(input_name: str) -> str:
     """``sub-01_T2w.nii.gz`` -> ``sub-01_pseudoSTIR.nii.gz``; other names get ``_pseudoSTIR`` appended."""
-    stem = _strip_nifti(input_name)
+    from .data.layout import strip_nifti
+
+    stem = strip_nifti(input_name)
     if stem is None:  # e.g. a DICOM folder
         return f"{input_name}{OUTPUT_PATTERN}.nii.gz"
     suffix = input_name[len(stem):]
@@ -382,37 +443,70 @@ def output_name(input_name: str) -> str:
     return stem + OUTPUT_PATTERN + suffix
 
 
-def plan_outputs(input: str | Path, output: str | Path) -> list[tuple[Path, Path]]:
+def plan_outputs(input: str | Path, output: str | Path, subjects: Sequence[str] | None = None,
+                 input_key: str = "T2w") -> list[tuple[Path, Path]]:
     """``(input, output)`` file pairs of a synthesize run (no file is touched).
 
-    * ``input`` a folder holding ``*_T2w.nii(.gz)`` (at any depth): each maps to ``output/<same sub-folder>/
-      *_pseudoSTIR.nii(.gz)``.
+    * ``input`` a dataset (BIDS folder or CSV manifest, :mod:`synthseq.data.layout`): each subject's
+      ``input_key`` file maps to ``output/<its sub-folder>/<name>_pseudoSTIR.nii.gz`` (files outside a BIDS root,
+      as a CSV may list: ``output/<subject>/<subject>_pseudoSTIR.nii.gz``).
+    * ``input`` a folder holding ``*_T2w.nii(.gz)`` (at any depth, e.g. the phantom layout): each maps to
+      ``output/<same sub-folder>/*_pseudoSTIR.nii(.gz)``.
     * ``input`` a file (or a DICOM folder): ``output`` is the file to write, or an existing folder to write
       ``<name>_pseudoSTIR.nii.gz`` into.
+
+    ``subjects`` limits a dataset or folder run to those subject ids (InputError for an id not found).
     """
+    from .data.layout import is_bids, load_subjects, strip_nifti, subject_of
+
     input, output = Path(input), Path(output)
     if not input.exists():
         raise InputError(f"{input}: no such file or folder")
     from .provenance import is_bids_dataset, plan_bids_outputs
 
     if is_bids_dataset(input):  # a BIDS derivative dataset with BIDS-derivative names (synthseq.provenance)
-        return plan_bids_outputs(input, output)[1]
-    if input.is_dir():
-        found = sorted(p for p in input.rglob(f"*{INPUT_PATTERN}.nii*") if _strip_nifti(p.name) and p.is_file())
-        if found:
+        return plan_bids_outputs(input, output, subjects)[1]
+    dataset = input.suffix.lower() == ".csv" and input.is_file() or input.is_dir() and is_bids(input, loose=False)
+    if dataset or input.is_dir():
+        if dataset:
+            records = [(s.id, s.paths[input_key]) for s in load_subjects(input) if s.has(input_key)]
+        else:
+            found = sorted(p for p in input.rglob(f"*{INPUT_PATTERN}.nii*") if strip_nifti(p.name) and p.is_file())
+            records = [(subject_of(p) or subject_of(p.parent) or p.name, p) for p in found]
+        if subjects is not None:
+            known = {sid for sid, _ in records}
+            unknown = [sid for sid in subjects if sid not in known]
+            if unknown:
+                raise InputError(f"{input}: subject {unknown[0]!r} has no {input_key} file here")
+            records = [(sid, p) for sid, p in records if sid in set(subjects)]
+        if records:
             if output.exists() and not output.is_dir():
-                raise InputError(f"{output}: must be a folder when --input is a folder of *_T2w.nii.gz files")
-            return [(p, output / p.relative_to(input).parent / output_name(p.name)) for p in found]
+                raise InputError(f"{output}: must be a folder when --input is a dataset or a folder of *_T2w files")
+            pairs = []
+            for sid, p in records:
+                root = input if input.is_dir() else input.parent
+                try:
+                    rel = p.relative_to(root).parent
+                except ValueError:
+                    rel, p_name = Path(sid), f"{sid}{INPUT_PATTERN}.nii.gz"
+                else:
+                    p_name = p.name
+                pairs.append((p, output / rel / output_name(p_name)))
+            return pairs
+        if dataset:
+            raise InputError(f"{input}: no subject has a {input_key} file")
     if output.is_dir():
         return [(input, output / output_name(input.name))]
-    if _strip_nifti(output.name) is None:
+    if strip_nifti(output.name) is None:
         raise InputError(f"{output}: output must end in .nii or .nii.gz (or be an existing folder)")
     return [(input, output)]
 
 
 def _nifti_beside(grid_file: Path, key: str, pattern: str = INPUT_PATTERN) -> Path:
     """``sub-01_T2w.nii.gz`` -> ``sub-01_T1w.nii.gz`` (or ``.nii`` if only that exists) in the same folder."""
-    stem = _strip_nifti(grid_file.name) or grid_file.name
+    from .data.layout import strip_nifti
+
+    stem = strip_nifti(grid_file.name) or grid_file.name
     base = stem[: -len(pattern)] if stem.endswith(pattern) else stem
     for suffix in (".nii.gz", ".nii"):
         cand = grid_file.with_name(f"{base}_{key}{suffix}")
@@ -435,8 +529,8 @@ def extra_inputs(synth: Synthesizer, pairs: list[tuple[Path, Path]], extra: Mapp
             raise InputError(f"--extra {key}: not an extra input of this model (it reads {reads}; "
                              f"--input is its {synth.grid_key})")
     if folder_mode and extra:
-        raise InputError(f"--extra {next(iter(extra))}: not used in folder mode (each <subject>_{{key}}.nii.gz beside "
-                         f"<subject>{INPUT_PATTERN}.nii.gz is read)")
+        raise InputError(f"--extra {next(iter(extra))}: not used in folder mode (each <subject>_<key>.nii.gz "
+                         f"beside <subject>{INPUT_PATTERN}.nii.gz is read)")
     out = []
     for src, _ in pairs:
         files = {}
@@ -454,9 +548,10 @@ def extra_inputs(synth: Synthesizer, pairs: list[tuple[Path, Path]], extra: Mapp
 
 def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Path, *, device: str = "auto",
                     batch_size: int | None = None, uncertainty: bool = False, overwrite: bool = False,
-                    seed: int = 0, synthesizer: Synthesizer | None = None,
-                    extra: Mapping[str, str | Path] | None = None, register: bool = False,
-                    dicom_out: str | Path | None = None) -> list[Path]:
+                    seed: int = 0, synthesizer: Synthesizer | None = None, split: str | None = None,
+                    subjects: Sequence[str] | None = None, extra: Mapping[str, str | Path] | None = None,
+                    register: bool = False, dicom_out: str | Path | None = None,
+                    engine: str | None = None) -> list[Path]:
     """Synthesize pseudo-STIR for a file or a folder (see :func:`plan_outputs` for the naming).
 
     A model with several inputs reads the others from ``extra`` (``{"T1w": path}``) for a file, or from
@@ -470,9 +565,25 @@ def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Pat
     derivative dataset (``output`` None: ``<input>/derivatives/synthseq``). ``dicom_out`` (a DICOM series
     ``input``): also write the pseudo-STIR as a new DICOM series in that folder (:mod:`synthseq.dicom_out`).
 
+    ``split`` (``train`` / ``val`` / ``test``: the subjects of the checkpoint's stored split) and ``subjects``
+    (ids) limit a dataset or folder run.
+
     Returns:
         The written paths (pseudo-STIR files, then each one's uncertainty map where asked for), in input order.
     """
+    synth = synthesizer
+    if split is not None:
+        from .data.layout import SPLITS
+
+        if split not in SPLITS:
+            raise InputError(f"--split: expected one of {', '.join(SPLITS)}, got {split!r}")
+        synth = synth or Synthesizer.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+        if synth.splits is None:
+            raise InputError(f"{checkpoint}: the checkpoint stores no subject splits; pass --subjects instead")
+        wanted = list(synth.splits.get(split, []))
+        subjects = [s for s in wanted if subjects is None or s in subjects]
+        if not subjects:
+            raise InputError(f"{checkpoint}: the {split} split of the checkpoint is empty")
     from . import provenance
 
     bids_root = Path(input) if provenance.is_bids_dataset(input) else None
@@ -480,7 +591,7 @@ def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Pat
         if bids_root is None:
             raise InputError(f"{input}: --output is required (it may be left out only for a BIDS dataset)")
         output = provenance.default_derivatives_dir(bids_root)
-    pairs = plan_outputs(input, output)
+    pairs = plan_outputs(input, output, subjects)
     if dicom_out is not None:
         from .dicom_out import check_output_folder, check_source_series
 
@@ -501,15 +612,12 @@ def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Pat
         planned += targets
     if len(set(planned)) != len(planned):
         raise InputError(f"{output}: two inputs map onto the same output name")
-    synth = synthesizer or Synthesizer.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+    synth = synth or Synthesizer.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+    if engine is not None:  # "auto" | "torch" | "onnxruntime" (Synthesizer.set_engine)
+        synth.set_engine(engine)
     if register:
         synth.register = True
-    extras = extra_inputs(synth, pairs, extra, folder_mode=Path(input).is_dir() and len(pairs) > 0
-                          and pairs[0][0] != Path(input))
-    if len(pairs) > 1:  # folder mode: every input must read cleanly before the first output is written
-        for (src, _), files in zip(pairs, extras):
-            for f in (src, *files.values()):
-                load_volume(f)
+    extras = extra_inputs(synth, pairs, extra, folder_mode=bool(pairs) and pairs[0][0] != Path(input))
     info = provenance.run_info(synth, checkpoint)
     if len(pairs) > 1:  # folder mode: every input must read cleanly before the first output is written
         for (src, _), files in zip(pairs, extras):

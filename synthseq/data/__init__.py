@@ -1,4 +1,4 @@
-"""Data: normalization, slicing, subject manifests, datasets, GPU-resident batches, registration.
+"""Data: normalization, slicing, dataset layouts, datasets, GPU-resident batches, registration.
 
 The light modules are imported eagerly; the dataset / GPU-bank / augmentation names load their modules on first
 access (PEP 562), so ``import synthseq.data.normalize`` stays cheap for inference and metrics code.
@@ -6,15 +6,15 @@ access (PEP 562), so ``import synthseq.data.normalize`` stays cheap for inferenc
 
 from importlib import import_module
 
-from .manifest import Subject, load_subjects, read_manifest_csv, scan_phantom_layout, split_subjects
+from .layout import Subject, load_subjects, read_manifest_csv, scan_phantom_layout, split_subjects
 from .normalize import NormParams, denormalize, normalize
 from .registration import align_pair, ncc, resample_to, rigid_register, same_grid
 from .slicing import SagittalView, stack_context, unstack_context
 
 _LAZY = {
     "PairedSliceDataset": "datasets", "UnpairedSliceDataset": "datasets", "SliceStack": "datasets",
-    "body_mask_from_intensity": "datasets", "body_mask_from_labels": "datasets", "prepare_subject": "datasets",
-    "volume_slices": "datasets", "GPUSliceBank": "gpu", "AugmentSettings": "transforms",
+    "body_mask_from_intensity": "preprocess", "Preprocessor": "preprocess", "prepare_subject": "datasets",
+    "GPUSliceBank": "gpu", "AugmentSettings": "transforms",
     "build_augmentation": "transforms",
 }
 
@@ -27,8 +27,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "AugmentSettings", "GPUSliceBank", "NormParams", "PairedSliceDataset", "SagittalView", "SliceStack", "Subject",
-    "UnpairedSliceDataset", "align_pair", "body_mask_from_intensity", "body_mask_from_labels", "build_augmentation",
+    "UnpairedSliceDataset", "align_pair", "body_mask_from_intensity", "build_augmentation",
     "denormalize", "load_subjects", "ncc", "normalize", "prepare_subject", "read_manifest_csv", "resample_to",
     "rigid_register", "same_grid", "scan_phantom_layout", "split_subjects", "stack_context", "unstack_context",
-    "volume_slices",
 ]

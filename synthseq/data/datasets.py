@@ -1,4 +1,4 @@
-"""Paired and unpaired 2D (or 2.5D) sagittal slice datasets built from :class:`~synthseq.data.manifest.Subject` s.
+"""Paired and unpaired 2D (or 2.5D) sagittal slice datasets built from :class:`~synthseq.data.layout.Subject` s.
 
 Preparation of one subject (:func:`prepare_subject`, done once per subject when a dataset is built, then cached
 in memory):
@@ -6,10 +6,11 @@ in memory):
 1. Load the reference input (the first of ``input_keys``, e.g. the T2w). Every other sequence (extra inputs, the
    STIR target, the labels) is put on that grid with :func:`~synthseq.data.registration.align_pair` /
    :func:`~synthseq.data.registration.resample_to` when its grid differs (optionally rigidly registered).
-2. Body mask: ``labels > 0`` and not airway (label 5) when a labels file exists, else
-   :func:`body_mask_from_intensity` of the reference.
-3. Per-volume normalization with the percentiles (or mean/std) of the voxels inside the body mask; the target is
-   clipped to [-1, 1] (percentile method), inputs are not (as at inference, :mod:`synthseq.synthesis`).
+2. Body mask of the loss and metrics: :func:`synthseq.codes.body_mask_from_labels` when a labels file exists,
+   else the intensity estimate :func:`~synthseq.data.preprocess.body_mask_from_intensity` of the reference.
+3. Per-volume normalization by the :class:`~synthseq.data.preprocess.Preprocessor` (percentiles or mean/std
+   inside its intensity body mask of the reference, exactly as synthesis does); the target is clipped to [-1, 1]
+   (percentile method), inputs are not (as at inference, :mod:`synthseq.synthesis`).
 4. Canonical sagittal slices (:class:`~synthseq.data.slicing.SagittalView`: S right -> left, H superior ->
    inferior, W anterior -> posterior), 2.5D context stacks for the inputs (channels ordered key-major: the k
    slices of the first input key, then the k of the next), optional in-plane resampling to ``pixel_spacing_mm``.
@@ -29,71 +30,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
+from ..codes import body_mask_from_labels
 from ..errors import InputError
 from ..io import Volume, load_volume
-from .manifest import Subject
-from .normalize import NormParams, apply_normalization, fit_normalization
+from .layout import Subject
+from .normalize import NormParams
+from .preprocess import Preprocessor, body_mask_from_intensity
 from .registration import align_pair, resample_to, same_grid
-from .slicing import SagittalView, stack_context
+from .slicing import SagittalView, SliceView, stack_context
 from .transforms import AugmentSettings, augment_item, build_augmentation
 
-#: Tissue label of the airway (``synthseq.phantom.codes.TISSUES``): inside the outline but not body.
-AIRWAY_LABEL = 5
 NORM_MASKS = ("auto", "labels", "intensity", "none")
 
 
 # ------------------------------------------------------------------------------------------------ body masks
-def body_mask_from_labels(labels: np.ndarray) -> np.ndarray:
-    """Body mask from phantom tissue labels: ``labels > 0`` and not airway (bool, same shape)."""
-    labels = np.asarray(labels)
-    return (labels > 0) & (labels != AIRWAY_LABEL)
-
-
-def _otsu(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of a 1D sample (maximizes the between-class variance of the histogram)."""
-    hist, edges = np.histogram(values, bins=bins)
-    centers = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist, dtype=np.float64)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centers, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (m0[-1] * w0 / w0[-1] - m0) ** 2 / (w0 * w1)
-    between[~np.isfinite(between)] = 0
-    return float(centers[int(np.argmax(between))])
-
-
-def body_mask_from_intensity(volume_data: np.ndarray) -> np.ndarray:
-    """Estimated body mask of a 3D magnitude image (bool, same shape), for subjects without labels.
-
-    Threshold at half of Otsu's threshold of log(1 + intensity) (air is orders of magnitude darker than any
-    tissue, while dark tissue on T2w / STIR is only a few times darker than bright tissue: the log scale
-    separates the first, the halving keeps the second), then: opening (drops noise specks), the largest
-    connected component, closing, and hole filling in 3D and in every 2D slice (holes open to the field-of-view
-    edge in 3D are often closed in 2D). A volume that is all body (a tight crop) gives a nearly full mask.
-    """
-    data = np.asarray(volume_data, dtype=np.float32)
-    positive = data[data > 0]
-    if positive.size < 16:
-        return np.ones(data.shape, dtype=bool)
-    thr = 0.5 * float(np.expm1(_otsu(np.log1p(positive))))
-    mask = ndimage.binary_opening(data > thr, iterations=1)
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return np.ones(data.shape, dtype=bool)
-    if n > 1:
-        sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
-        mask = labels == (1 + int(np.argmax(sizes)))
-    it = 2
-    padded = np.pad(mask, it, mode="edge")  # edge padding: the FOV border does not erode the closing
-    mask |= ndimage.binary_closing(padded, iterations=it)[it:-it, it:-it, it:-it]
-    mask = ndimage.binary_fill_holes(mask)
-    for axis in range(3):
-        moved = np.moveaxis(mask, axis, 0)
-        moved[:] = np.stack([ndimage.binary_fill_holes(s) for s in moved])
-    return mask
-
 
 # ------------------------------------------------------------------------------------------ prepared slices
 @dataclass
@@ -163,6 +114,8 @@ def prepare_subject(
     norm_mask: str = "auto",
     with_inputs: bool = True,
     lesion_key: str | None = None,
+    slice_plane: str = "sagittal",
+    preprocessor: Preprocessor | None = None,
 ) -> SliceStack:
     """Load, align, normalize and slice one subject (see the module docstring).
 
@@ -175,27 +128,37 @@ def prepare_subject(
         norm_percentiles: low/high percentiles mapped to -1/+1.
         pixel_spacing_mm: resample slices in-plane to this pixel size (mm); None keeps the native spacing.
         register: rigidly register non-reference sequences onto the reference after resampling.
-        norm_mask: ``"auto"`` (labels if present, else intensity), ``"labels"``, ``"intensity"`` or ``"none"``.
+        norm_mask: body mask of the loss and metrics: ``"auto"`` / ``"labels"`` (labels if present, else the
+            Preprocessor's intensity mask), ``"intensity"``, or ``"none"`` (all voxels, also for normalization).
+        preprocessor: the normalization rule (default: from ``norm`` / ``norm_percentiles``); it is fitted on
+            :meth:`Preprocessor.body_mask` of the reference volume, exactly as synthesis fits it.
         with_inputs: False builds a target-only stack (the target is then the reference; unpaired pools).
         lesion_key: sequence key of a lesion map (e.g. ``"lesions"``) to slice as :attr:`SliceStack.lesion`;
             the subject must have it (InputError otherwise: an absent map must not read as "no lesion").
+        slice_plane: ``"sagittal"`` | ``"axial"`` | ``"coronal"`` | ``"acquisition"``
+            (:class:`~synthseq.data.slicing.SliceView`; acquisition resolves on the reference grid).
     """
     if norm_mask not in NORM_MASKS:
         raise ValueError(f"norm_mask must be one of {NORM_MASKS}, got {norm_mask!r}")
+    pre = preprocessor or Preprocessor(method=norm, percentiles=tuple(norm_percentiles),
+                                       mask="none" if norm_mask == "none" else "intensity")
     if not with_inputs and target_key is None:
         raise ValueError("a stack needs inputs or a target")
     input_keys = list(input_keys) if with_inputs else []
     ref_key = input_keys[0] if input_keys else target_key
     ref = load_volume(subject.path(ref_key))
-    view = SagittalView.from_affine(ref.affine)
+    view = SliceView.from_affine(ref.affine, slice_plane)
 
+    # Normalization is fitted exactly as synthesis will fit it (the Preprocessor's mask of the reference volume);
+    # tissue labels, where present, give the sharper body mask for the loss and metrics only.
+    norm_body = pre.body_mask(ref.data)
     body = None
     if norm_mask in ("auto", "labels") and subject.has("labels"):
         body = body_mask_from_labels(_code_map_on(subject.path("labels"), ref))
         if not body.any():
             body = None  # empty label map: fall back to the intensity estimate
     if body is None:
-        body = np.ones(ref.shape, dtype=bool) if norm_mask == "none" else body_mask_from_intensity(ref.data)
+        body = norm_body
 
     norms: dict[str, NormParams] = {}
     alignment: dict[str, dict] = {}
@@ -204,11 +167,10 @@ def prepare_subject(
         vol: Volume = ref
         if key != ref_key:
             vol, alignment[key] = align_pair(ref, load_volume(subject.path(key)), register=register, mask=body)
-        params = fit_normalization(vol.data, norm, tuple(norm_percentiles), body, str(subject.path(key)))
+        params = pre.fit(vol.data, norm_body, str(subject.path(key)))
         norms[key] = params
-        do_clip = clip and norm == "percentile"
-        pad = float(apply_normalization(np.zeros(1, np.float32), params, clip=do_clip)[0])
-        return view.to_slices(apply_normalization(vol.data, params, clip=do_clip)), pad
+        pad = float(pre.apply(np.zeros(1, np.float32), params, clip=clip)[0])
+        return view.to_slices(pre.apply(vol.data, params, clip=clip)), pad
 
     a = pad_a = None
     if input_keys:
@@ -248,22 +210,6 @@ def prepare_subject(
         pad_B=pad_b if pad_b is not None else np.zeros(0, np.float32), spacing=(float(dh), float(dw)),
         norm=norms, alignment=alignment, view=view, lesion=lesion,
     )
-
-
-def volume_slices(volume: Volume, *, context_slices: int = 1, norm: str = "percentile",
-                  norm_percentiles: Sequence[float] = (0.5, 99.5), mask: np.ndarray | None = None,
-                  clip: bool = False) -> tuple[np.ndarray, NormParams, SagittalView]:
-    """One volume -> normalized canonical slices ``(S, k, H, W)`` float32, its NormParams and SagittalView.
-
-    ``mask`` (storage order, bool) selects the normalization voxels; default: :func:`body_mask_from_intensity`.
-    ``view.from_slices(unstack_context(x))`` and ``denormalize`` undo it exactly when ``clip`` is False.
-    """
-    view = SagittalView.from_affine(volume.affine)
-    if mask is None:
-        mask = body_mask_from_intensity(volume.data)
-    params = fit_normalization(volume.data, norm, tuple(norm_percentiles), mask, volume.name)
-    slices = view.to_slices(apply_normalization(volume.data, params, clip=clip and norm == "percentile"))
-    return stack_context(np.ascontiguousarray(slices), context_slices), params, view
 
 
 # -------------------------------------------------------------------------------------------- crop / pad
@@ -424,12 +370,14 @@ class PairedSliceDataset(_SliceDatasetBase):
         norm_mask: str = "auto",
         augment_settings: AugmentSettings | None = None,
         lesion_key: str | None = None,
+        slice_plane: str = "sagittal",
         lesion_slice_weight: float = 1.0,
     ) -> None:
         super().__init__(image_size, min_foreground, augment, seed, augment_settings)
         self.input_keys, self.target_key, self.context_slices = list(input_keys), target_key, context_slices
         kw = dict(context_slices=context_slices, norm=norm, norm_percentiles=norm_percentiles,
-                  pixel_spacing_mm=pixel_spacing_mm, register=register, norm_mask=norm_mask, lesion_key=lesion_key)
+                  pixel_spacing_mm=pixel_spacing_mm, register=register, norm_mask=norm_mask, lesion_key=lesion_key,
+                  slice_plane=slice_plane)
         self.stacks = [prepare_subject(s, self.input_keys, target_key, **kw) for s in subjects]
         self.index = self._index(self.stacks, min_foreground)
         self._check(self.index, self.stacks, "paired dataset", min_foreground)
@@ -511,11 +459,12 @@ class UnpairedSliceDataset(_SliceDatasetBase):
         *,
         norm_mask: str = "auto",
         augment_settings: AugmentSettings | None = None,
+        slice_plane: str = "sagittal",
     ) -> None:
         super().__init__(image_size, min_foreground, augment, seed, augment_settings)
         self.input_keys, self.target_key, self.context_slices = list(input_keys), target_key, context_slices
         kw = dict(context_slices=context_slices, norm=norm, norm_percentiles=norm_percentiles,
-                  pixel_spacing_mm=pixel_spacing_mm, norm_mask=norm_mask)
+                  pixel_spacing_mm=pixel_spacing_mm, norm_mask=norm_mask, slice_plane=slice_plane)
         self.stacks_a = [prepare_subject(s, self.input_keys, None, **kw) for s in subjects_a]
         self.stacks_b = [prepare_subject(s, self.input_keys, target_key, with_inputs=False, **kw)
                          for s in subjects_b]
@@ -548,6 +497,6 @@ class UnpairedSliceDataset(_SliceDatasetBase):
         return item
 
 
-__all__ = ["AIRWAY_LABEL", "PairedSliceDataset", "SliceStack", "UnpairedSliceDataset", "body_mask_from_intensity",
-           "body_mask_from_labels", "crop_pad", "crop_window", "prepare_subject", "volume_slices",
-           "WeightedEpochSampler", "crop_window_around", "lesion_centres"]
+__all__ = ["PairedSliceDataset", "SliceStack", "UnpairedSliceDataset", "WeightedEpochSampler",
+           "body_mask_from_intensity", "crop_pad", "crop_window", "crop_window_around", "lesion_centres",
+           "prepare_subject"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from ..baselines import PairStats, pair_stats
-from ..codes import body_mask_from_labels
+from ..data.preprocess import Preprocessor
+from ..data.registration import resample_to, same_grid
 from ..errors import InputError
-from ..io import load_volume
+from ..io import Volume, load_volume
 from ..stats import CI_LEVEL, N_BOOTSTRAP, dumps
 from ..utils import atomic_path, atomic_write_text
 from .figures import write_montage
@@ -59,24 +61,45 @@ def _lookup(arg: Path | None, fallback: dict[str, Path], tag: str, sid: str, sin
     return fallback.get(sid)
 
 
-def _train_stats(subject_ids: Sequence[str], inputs: Path | None, target: Path, labels_root: Path | None
+def _train_stats(subject_ids: Sequence[str], inputs: Path | None, target: Path, pre: Preprocessor
                  ) -> list[PairStats]:
     t2 = _index(inputs, "_T2w")
     stir = _index(target, "_STIR")
-    labels = _index(labels_root or target, "_labels")
     stats = []
     for sid in subject_ids:
         if sid not in t2 or sid not in stir:
             raise InputError(f"{inputs or target}: training subject {sid} has no T2w / STIR pair for the baselines")
-        lab = load_volume(labels[sid], allow_zero=True).data if sid in labels else None
-        body = body_mask_from_labels(lab) if lab is not None else None
-        stats.append(pair_stats(load_volume(t2[sid]), load_volume(stir[sid]), body, sid))
+        stats.append(pair_stats(load_volume(t2[sid]), load_volume(stir[sid]), None, sid, pre))
     return stats
+
+
+def _onto_grid(vol: Volume, ref: Volume, order: int, what: str, log: list[str]) -> Volume:
+    """``vol`` on ``ref``'s grid: as is when it already is, else resampled (``order`` 1 linear, 0 nearest) and
+    named in ``log`` (InputError naming both files when their fields of view do not overlap)."""
+    if same_grid(vol, ref):
+        return vol
+    log.append(what)
+    return resample_to(vol, ref, order=order)
+
+
+def sidecar_preprocessor(pred_path: Path) -> Preprocessor | None:
+    """The Preprocessor recorded in a prediction's JSON sidecar (``X.nii.gz`` -> ``X.json``), if any."""
+    name = pred_path.name
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else name[: -len(".nii")] if name.endswith(".nii") else name
+    side = pred_path.with_name(stem + ".json")
+    if not side.is_file():
+        return None
+    try:
+        entry = json.loads(side.read_text()).get("Preprocessing")
+    except (json.JSONDecodeError, AttributeError, OSError, UnicodeDecodeError):
+        raise InputError(f"{side}: unreadable JSON sidecar of {pred_path.name}") from None
+    return Preprocessor.from_sidecar(entry) if isinstance(entry, dict) else None
 
 
 def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs: str | Path | None = None,
                    lesions: str | Path | None = None, mask: str | Path | None = None, seed: int = 0,
-                   train_subjects: Sequence[str] | None = None, use_lpips: bool = True, pred_norm: str = "auto") -> Path:
+                   train_subjects: Sequence[str] | None = None, use_lpips: bool = True, pred_norm: str = "auto",
+                   checkpoint: str | Path | None = None) -> Path:
     """Evaluate predictions against targets and write ``metrics.csv``, ``summary.json`` and ``report.html``.
 
     Args:
@@ -95,6 +118,8 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
         use_lpips: compute LPIPS where backbone weights are cached (else NaN, reported as unavailable).
         pred_norm: how predictions are put into model units (see :func:`evaluate_volumes`); ``"input"`` needs
             ``inputs``.
+        checkpoint: the model's checkpoint: its Preprocessor is the scale predictions were written in. Without
+            it, each prediction's JSON sidecar (written by ``synthseq synthesize``) says; else the default rule.
 
     Returns:
         Path of ``report.html``.
@@ -103,6 +128,11 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
     inputs = Path(inputs) if inputs is not None else None
     lesions = Path(lesions) if lesions is not None else None
     mask = Path(mask) if mask is not None else None
+    ckpt_pre = None
+    if checkpoint is not None:
+        from ..checkpoint import ModelSpec, load_checkpoint
+
+        ckpt_pre = ModelSpec.from_checkpoint(load_checkpoint(checkpoint)).preprocessing
     for p, what in ((pred, "--pred"), (target, "--target"), (inputs, "--input"), (lesions, "--lesions"),
                     (mask, "--mask")):
         if p is not None and not p.exists():
@@ -126,7 +156,7 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
 
     target_labels = _index(target, "_labels") if target.is_dir() else {}
     target_lesions = _index(target, "_lesions") if target.is_dir() else {}
-    subjects = []
+    subjects, resampled = [], []
     for sid, (p, t) in sorted(pairs.items()):
         t2w_path = _lookup(inputs, {}, "_T2w", sid, single)
         les_path = _lookup(lesions, target_lesions, "_lesions", sid, single)
@@ -135,29 +165,49 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
             mask_path = mask if mask.is_file() else next(
                 (x for tag in ("_labels", "_mask", "_seg") if (x := _index(mask, tag).get(sid))), None)
         lab_path = target_labels.get(sid) if mask_path is None else None
-        mask_arr = load_volume(mask_path, allow_zero=True).data if mask_path is not None else None
-        labels = load_volume(lab_path, allow_zero=True).data if lab_path is not None else None
+        pred_vol = load_volume(p)
+        # the prediction's grid (the T2w's) is the reference: targets and maps on another grid are resampled onto it
+
+        def onto(path, order, what, allow_zero=False, ref=pred_vol, sid=sid):
+            return _onto_grid(load_volume(path, allow_zero=allow_zero), ref, order, f"{sid} {what}", resampled)
+
+        mask_arr = onto(mask_path, 0, "mask", True).data if mask_path is not None else None
+        labels = onto(lab_path, 0, "labels", True).data if lab_path is not None else None
         if mask_arr is not None and mask_arr.max() > 1:  # a tissue-label map given as --mask
             labels, mask_arr = mask_arr, None
         unc_path = _uncertainty_beside(p)
         subjects.append(SubjectData(
-            subject=sid, pred=load_volume(p), target=load_volume(t),
-            t2w=load_volume(t2w_path) if t2w_path is not None else None,
+            subject=sid, pred=pred_vol, target=onto(t, 1, "target"), preprocessor=ckpt_pre or sidecar_preprocessor(p),
+            t2w=onto(t2w_path, 1, "T2w") if t2w_path is not None else None,
             labels=np.rint(labels).astype(np.int16) if labels is not None else None,
-            lesions=np.rint(load_volume(les_path, allow_zero=True).data).astype(np.int16) if les_path else None,
+            lesions=np.rint(onto(les_path, 0, "lesions", True).data).astype(np.int16) if les_path else None,
             mask=mask_arr, uncertainty=load_volume(unc_path, allow_zero=True) if unc_path else None,
         ))
+    if resampled:
+        line = (f"resampled onto the prediction's grid (linear for images, nearest for labels and masks): "
+                f"{', '.join(resampled)}")
+        print(f"synthseq: evaluate: {line}", file=sys.stderr, flush=True)
 
+    rules = {s.preprocessor for s in subjects}
+    if len(rules) > 1:
+        raise InputError(f"{pred}: predictions were written with different preprocessing ({len(rules)} rules); "
+                         "evaluate one model's predictions at a time")
+    pre = next(iter(rules)) or Preprocessor()
     train = None
-    notes = []
+    source = (f"from {checkpoint}" if ckpt_pre is not None else "from the predictions' sidecars"
+              if rules != {None} else "the default rule: no checkpoint or sidecar says otherwise")
+    notes = [f"Predictions and baselines put into model units with the preprocessing {pre.to_dict()} ({source})."]
     if train_subjects is not None and inputs is not None and inputs.is_dir():
-        train = _train_stats(list(train_subjects), inputs, target, mask if mask is not None and mask.is_dir() else None)
+        train = _train_stats(list(train_subjects), inputs, target, pre)
         notes.append(f"Fair baselines fit on {len(train)} training subject(s).")
     elif inputs is not None:
         notes.append("Fair baselines fit leave-one-subject-out over the evaluated subjects "
                      "(no training subjects given).")
     if unpaired:
         notes.append(f"Predictions without a target (not evaluated): {', '.join(unpaired)}.")
+    if resampled:
+        notes.append(f"Resampled onto the prediction's grid (linear for images, nearest for labels and masks): "
+                     f"{', '.join(resampled)}.")
 
     table = evaluate_volumes(subjects, train=train, baselines=inputs is not None, use_lpips=use_lpips,
                              show_progress=True, pred_norm=pred_norm)
@@ -165,6 +215,7 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
         "n_subjects": len(subjects),
         "subjects": [s.subject for s in subjects],
         "unpaired_predictions": unpaired,
+        "resampled_onto_prediction_grid": resampled,
         "seed": int(seed),
         "bootstrap": {"n_resamples": N_BOOTSTRAP, "level": CI_LEVEL, "method": "percentile, subjects resampled"},
         "conventions": {

@@ -17,7 +17,8 @@ import pandas as pd
 from .. import metrics as M
 from ..baselines import BASELINES, HistogramMatching, LinearFit, PairStats, pair_stats
 from ..codes import body_mask_from_labels
-from ..data.normalize import NormParams, apply_normalization, fit_normalization, normalize
+from ..data.normalize import NormParams, normalize
+from ..data.preprocess import Preprocessor
 from ..data.slicing import SagittalView
 from ..errors import InputError
 from ..io import Volume, sagittal_axis
@@ -45,13 +46,14 @@ class SubjectData:
     mask: np.ndarray | None = None  #: binary body mask (used when labels are absent)
     uncertainty: Volume | None = None
     extra: dict[str, Volume] = field(default_factory=dict)  #: baseline predictions, by method name
+    preprocessor: Preprocessor | None = None  #: the rule the prediction was written with (None: the default)
 
     def body_mask(self) -> tuple[np.ndarray, str]:
         if self.labels is not None:
             return body_mask_from_labels(self.labels), "labels"
         if self.mask is not None:
             return np.asarray(self.mask) > 0, "mask"
-        from ..data.datasets import body_mask_from_intensity
+        from ..data.preprocess import body_mask_from_intensity
 
         if self.t2w is not None:
             return body_mask_from_intensity(self.t2w.data), "estimated from T2w"
@@ -83,15 +85,18 @@ def resolve_pred_norm(pred_norm: str, s: SubjectData) -> str:
     return pred_norm
 
 
-def input_params(s: SubjectData) -> NormParams:
-    """The T2w's NormParams exactly as :mod:`synthseq.synthesis` fits them (percentiles inside the body mask
-    estimated from the T2w's intensities): the scale every synthseq prediction and baseline is written in."""
-    from ..data.datasets import body_mask_from_intensity
+def preprocessor_of(s: SubjectData) -> Preprocessor:
+    """The Preprocessor the subject's prediction was written with (default rule when unknown)."""
+    return s.preprocessor if s.preprocessor is not None else Preprocessor()
 
+
+def input_params(s: SubjectData) -> NormParams:
+    """The T2w's NormParams exactly as :mod:`synthseq.synthesis` fitted them (the model's
+    :class:`~synthseq.data.preprocess.Preprocessor`, ``SubjectData.preprocessor``): the scale every synthseq
+    prediction and baseline is written in."""
     if s.t2w is None:
         raise InputError(f"{s.pred.name}: pred_norm='input' needs the subject's T2w (--input)")
-    return fit_normalization(s.t2w.data, "percentile", M.METRIC_PERCENTILES, body_mask_from_intensity(s.t2w.data),
-                             s.t2w.name)
+    return preprocessor_of(s).fit(s.t2w.data, name=s.t2w.name)
 
 
 def normalized_pair(pred: Volume, s: SubjectData, body: np.ndarray, pred_params: NormParams | None
@@ -102,8 +107,10 @@ def normalized_pair(pred: Volume, s: SubjectData, body: np.ndarray, pred_params:
         pred_n, target_n, pred_params, _ = M.normalize_pair(pred.data, s.target.data, body,
                                                             names=(pred.name, s.target.name))
         return pred_n, target_n, pred_params
-    target_n = normalize(s.target.data, "percentile", M.METRIC_PERCENTILES, mask=body, name=s.target.name)[0]
-    return apply_normalization(pred.data, pred_params), target_n, pred_params
+    # the target as training normalized it: the model's percentiles (same method), inside the body mask
+    pre = preprocessor_of(s)
+    target_n = pre(s.target.data, mask=body, name=s.target.name)[0]
+    return pre.apply(pred.data, pred_params), target_n, pred_params
 
 
 def _image_row(pred: Volume, s: SubjectData, body: np.ndarray, view: SagittalView, use_lpips: bool,
@@ -140,13 +147,13 @@ def _image_row(pred: Volume, s: SubjectData, body: np.ndarray, view: SagittalVie
 def _baseline_stats(s: SubjectData) -> PairStats | None:
     if s.t2w is None:
         return None
-    body, _ = s.body_mask()
-    return pair_stats(s.t2w, s.target, body, s.subject)
+    # normalized as training normalizes (the model's rule inside the T2w's own mask), like the prediction
+    return pair_stats(s.t2w, s.target, None, s.subject, preprocessor_of(s))
 
 
 def evaluate_volumes(subjects: Sequence[SubjectData], train: Sequence[PairStats] | None = None,
                      baselines: bool = True, use_lpips: bool = True, show_progress: bool = False,
-                     pred_norm: str = "auto") -> pd.DataFrame:
+                     pred_norm: str = "auto", slice_plane: str = "sagittal") -> pd.DataFrame:
     """The metric table of :func:`evaluate_paths`, from data in memory.
 
     Args:
@@ -160,6 +167,8 @@ def evaluate_volumes(subjects: Sequence[SubjectData], train: Sequence[PairStats]
             ``"input"``: by the T2w's NormParams (:func:`input_params`), which recovers exactly the model-space
             output of synthseq predictions and baselines (all written in the T2w's scale) instead of re-stretching
             it; needs the T2w.
+        slice_plane: the plane SSIM is computed in (the model's, ``synthseq.data.slicing``); MAE / PSNR pool
+            the same body voxels in any plane.
 
     Returns:
         DataFrame with one row per subject and method: ``subject, method, mask, mae, psnr, ssim, lpips,
@@ -180,7 +189,7 @@ def evaluate_volumes(subjects: Sequence[SubjectData], train: Sequence[PairStats]
         body, source = s.body_mask()
         if not body.any():
             raise InputError(f"{s.target.name}: the body mask is empty")
-        view = SagittalView.from_affine(s.target.affine)
+        view = SagittalView.from_affine(s.target.affine, slice_plane)  # SSIM windows in the model's plane
         axis = sagittal_axis(s.target.affine)
         pparams = input_params(s) if resolve_pred_norm(pred_norm, s) == "input" else None
         rows.append({"subject": s.subject, "method": METHOD, "mask": source,
@@ -188,10 +197,11 @@ def evaluate_volumes(subjects: Sequence[SubjectData], train: Sequence[PairStats]
         if not baselines or stats.get(s.subject) is None:
             continue
         pool = list(train) if train is not None else [v for k, v in stats.items() if k != s.subject and v]
-        preds = {"linear_oracle": LinearFit.from_stats([stats[s.subject]], "oracle").apply(s.t2w, body)}
+        pre = preprocessor_of(s)
+        preds = {"linear_oracle": LinearFit.from_stats([stats[s.subject]], "oracle").apply(s.t2w, preprocessor=pre)}
         if pool:
-            preds["histmatch"] = HistogramMatching.from_stats(pool).apply(s.t2w, body)
-            preds["linear_pooled"] = LinearFit.from_stats(pool, "pooled").apply(s.t2w, body)
+            preds["histmatch"] = HistogramMatching.from_stats(pool).apply(s.t2w, preprocessor=pre)
+            preds["linear_pooled"] = LinearFit.from_stats(pool, "pooled").apply(s.t2w, preprocessor=pre)
         for method in BASELINES:
             if method in preds:
                 s.extra[method] = preds[method]

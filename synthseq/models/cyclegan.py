@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from ..losses import GANLoss, l1_loss
 from .base import GANModel
 from .image_pool import ImagePool
+from .kinds import network, register_gan
 
 
 def _channels(net: nn.Module, key: str) -> int | None:
@@ -31,6 +32,7 @@ def _channels(net: nn.Module, key: str) -> int | None:
     return config.get(key) if isinstance(config, dict) else None
 
 
+@register_gan("cyclegan", default_gan_mode="lsgan")
 class CycleGAN(GANModel):
     """Two generators (``G_AB``: ``(B, C_in, H, W) -> (B, 1, H, W)``, ``G_BA``: the reverse) and two
     discriminators (``D_A`` on C_in-channel images, ``D_B`` on 1-channel images).
@@ -46,8 +48,6 @@ class CycleGAN(GANModel):
     ``terms``: unweighted ``G_gan_AB, G_gan_BA, G_cycle_A, G_cycle_B[, G_idt_A, G_idt_B]`` and
     ``D_A_real, D_A_fake, D_B_real, D_B_fake``; ``fakes``: ``{"fake_B": G_AB(A), "fake_A": G_BA(B)}``.
     """
-
-    kind = "cyclegan"
 
     def __init__(
         self,
@@ -75,6 +75,23 @@ class CycleGAN(GANModel):
         self.use_identity = lambda_identity > 0 and same
         self.pool_A = ImagePool(pool_size, seed=pool_seed)
         self.pool_B = ImagePool(pool_size, seed=pool_seed + 1)
+
+    @classmethod
+    def from_config(cls, model_cfg, loss_cfg, in_channels: int, gan_mode: str) -> CycleGAN:
+        """Two generators of ``model.generator`` (``C_in -> 1`` and back), two discriminators; weights
+        ``loss.lambda_cycle / lambda_identity / pool_size``. Pixel-wise paired terms are refused."""
+        if loss_cfg.lambda_lesion > 0:
+            raise ConfigError("loss.lambda_lesion: needs paired data (pix2pix); CycleGAN never sees a pixel's target")
+        g_name, g_kw = model_cfg.generator, dict(model_cfg.generator_kwargs or {})
+        d_name, d_kw = model_cfg.discriminator, dict(model_cfg.discriminator_kwargs or {})
+        return cls(
+            network(g_name, g_kw, "generator", in_channels=in_channels, out_channels=1),
+            network(g_name, g_kw, "generator", in_channels=1, out_channels=in_channels),
+            network(d_name, d_kw, "discriminator", in_channels=in_channels),
+            network(d_name, d_kw, "discriminator", in_channels=1),
+            gan_mode=gan_mode, lambda_cycle=loss_cfg.lambda_cycle, lambda_identity=loss_cfg.lambda_identity,
+            pool_size=loss_cfg.pool_size,
+        )
 
     def generator_modules(self) -> list[str]:
         return ["G_AB", "G_BA"]

@@ -16,8 +16,10 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..losses import GANLoss, PerceptualLoss, l1_loss, ssim_loss
 from .base import GANModel
+from .kinds import network, register_gan
 
 
+@register_gan("pix2pix", default_gan_mode="vanilla")
 class Pix2Pix(GANModel):
     """Paired conditional GAN.
 
@@ -36,8 +38,6 @@ class Pix2Pix(GANModel):
     The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_l1_lesion, G_ssim, G_perceptual]`` and
     ``D_real, D_fake``; ``fakes`` is ``{"fake_B": G(A)}``.
     """
-
-    kind = "pix2pix"
 
     def __init__(
         self,
@@ -63,6 +63,19 @@ class Pix2Pix(GANModel):
         self.lambda_ssim = lambda_ssim
         self.lambda_perceptual = lambda_perceptual
         self.perceptual = PerceptualLoss(perceptual_net) if lambda_perceptual > 0 else None
+
+    @classmethod
+    def from_config(cls, model_cfg, loss_cfg, in_channels: int, gan_mode: str) -> Pix2Pix:
+        """G: ``C_in -> 1``; D on ``C_in + 1`` channels; weights ``loss.lambda_l1 / lambda_lesion / lambda_ssim /
+        lambda_perceptual``."""
+        return cls(
+            network(model_cfg.generator, dict(model_cfg.generator_kwargs or {}), "generator",
+                    in_channels=in_channels, out_channels=1),
+            network(model_cfg.discriminator, dict(model_cfg.discriminator_kwargs or {}), "discriminator",
+                    in_channels=in_channels + 1),
+            gan_mode=gan_mode, lambda_l1=loss_cfg.lambda_l1, lambda_lesion=loss_cfg.lambda_lesion,
+            lambda_ssim=loss_cfg.lambda_ssim, lambda_perceptual=loss_cfg.lambda_perceptual,
+        )
 
     def generator_modules(self) -> list[str]:
         return ["G"]

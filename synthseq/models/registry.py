@@ -53,8 +53,7 @@ def register_model(name: str) -> Callable[[M], M]:
 
 
 def list_models() -> list[str]:
-    """Sorted names of every registered network."""
-    _ensure_builtin()
+    """Sorted names of every registered network (importing :mod:`synthseq.models` registers the built-in ones)."""
     return sorted(_REGISTRY)
 
 
@@ -64,7 +63,6 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     Raises:
         ConfigError: unknown name (the message lists the known ones), unknown or missing argument.
     """
-    _ensure_builtin()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r} (known: {', '.join(sorted(_REGISTRY))})")
     cls = _REGISTRY[name]
@@ -77,9 +75,3 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     if missing:
         raise ConfigError(f"model {name!r}: missing argument(s) {', '.join(missing)}")
     return cls(**kwargs)
-
-
-def _ensure_builtin() -> None:
-    # The built-in networks register themselves on import; importing here keeps the registry complete
-    # even when only this module was imported.
-    from . import discriminators, generators  # noqa: F401

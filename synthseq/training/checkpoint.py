@@ -1,40 +1,20 @@
-"""Checkpoints: everything needed to continue a run exactly, or to rebuild the model from the file alone.
+"""Training state inside checkpoints: RNG streams and model extras, for an exact resume.
 
-A checkpoint is a plain dict saved with ``torch.save`` (written atomically) holding only tensors and Python
-builtins, so :func:`load_checkpoint` can read it with ``weights_only=True`` (no arbitrary code runs on load):
-
-==================  =====================================================================================
-``format``          ``"synthseq-checkpoint"``
-``synthseq_version``  package version that wrote it
-``kind``            ``"pix2pix"`` | ``"cyclegan"``
-``config``          resolved :class:`~synthseq.config.Config` as a plain dict
-``model``           ``GANModel.state_dict()`` of the unwrapped networks (no DDP / compile prefixes)
-``optimizers``      ``{"G": ..., "D": ...}`` Adam state dicts
-``schedulers``      ``{"G": ..., "D": ...}`` scheduler positions
-``scaler``          ``GradScaler.state_dict()`` (only used with fp16 autocast; ``{}`` for bf16 / fp32)
-``step``            optimizer steps done
-``rng``             per rank: python / numpy / torch (+ CUDA) generator states; ``world_size`` that saved them
-``extra``           per rank: model state outside parameters (CycleGAN image pools; rank 0's is also in ``model``)
-``normalization``   ``{"method", "percentiles"}`` used for every training volume
-``pixel_spacing_mm``  ``(dh, dw)`` of the training slices in mm (None: native spacing of each volume)
-``image_size``, ``context_slices``, ``input_keys``
-``best``            ``{"metric": "ssim", "value": float | None, "step": int | None}``
-==================  =====================================================================================
+The schema (entries, version, hash, reading and writing) is :mod:`synthseq.checkpoint`; this module adds what only
+training needs: :func:`capture_rng` / :func:`restore_rng` (Python, NumPy, torch and CUDA generators per rank) and
+the model's extra state (CycleGAN image pools). ``save_checkpoint`` / ``load_checkpoint`` /
+``build_model_from_checkpoint`` are re-exported from the schema module.
 """
 
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..utils import atomic_path
-
-FORMAT = "synthseq-checkpoint"
+from ..checkpoint import FORMAT, build_model_from_checkpoint, in_channels_of, load_checkpoint, save_checkpoint
 
 
 # ------------------------------------------------------------------------------------------------ RNG states
@@ -72,62 +52,6 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# ------------------------------------------------------------------------------------------------ save / load
-def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
-    """``torch.save`` onto a temporary name beside ``path``, then rename (readers never see half a file)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
-    return path
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`.
-
-    Raises:
-        InputError: the file is missing, unreadable / truncated, or not a synthseq checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated / foreign files
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a readable checkpoint ({reason})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise InputError(f"{path}: not a synthseq checkpoint (no format={FORMAT!r} entry)")
-    for key in ("config", "model", "kind"):
-        if key not in ckpt:
-            raise InputError(f"{path}: synthseq checkpoint lacks the {key!r} entry")
-    return ckpt
-
-
-def in_channels_of(config: dict[str, Any]) -> int:
-    """Generator input channels: context slices x input sequences."""
-    data = config.get("data", {})
-    return int(data.get("context_slices", 1)) * len(data.get("input_keys", ["T2w"]))
-
-
-def build_model_from_checkpoint(ckpt: dict[str, Any]):
-    """Rebuild the :class:`~synthseq.models.base.GANModel` from the config inside ``ckpt``, load its weights and
-    put it in eval mode (on the CPU; move it where you need it)."""
-    from ..config import Config, from_dict
-    from ..models import build_gan
-
-    try:
-        cfg = from_dict(Config, ckpt["config"])
-    except Exception as exc:
-        raise InputError(f"checkpoint config is not valid for this synthseq version: {exc}") from exc
-    model = build_gan(cfg.model, cfg.loss, in_channels_of(ckpt["config"]))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0][:160]
-        raise InputError(f"checkpoint weights do not fit the model its config describes ({first})") from exc
-    return model.eval()
-
-
 # -------------------------------------------------------------------------------------------- model extras
 def to_cpu(obj: Any) -> Any:
     """``obj`` with every tensor inside (nested dicts / lists / tuples) moved to the CPU."""
@@ -151,3 +75,7 @@ def get_extra_state(model: torch.nn.Module) -> Any:
 def set_extra_state(model: torch.nn.Module, state: Any) -> None:
     if state is not None and type(model).set_extra_state is not torch.nn.Module.set_extra_state:
         model.set_extra_state(state)
+
+
+__all__ = ["FORMAT", "build_model_from_checkpoint", "capture_rng", "get_extra_state", "in_channels_of",
+           "load_checkpoint", "restore_rng", "save_checkpoint", "set_extra_state", "to_cpu"]

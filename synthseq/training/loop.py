@@ -26,13 +26,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import __version__
+from ..checkpoint import ModelSpec
 from ..config import Config, dump_config, save_config, to_dict
+from ..data.preprocess import Preprocessor
 from ..errors import ConfigError
 from ..utils import directory_lock, progress, seed_everything
 from . import distributed as ddp
 from .checkpoint import (
-    FORMAT,
     capture_rng,
     get_extra_state,
     in_channels_of,
@@ -49,6 +49,26 @@ from .schedule import build_scheduler, load_scheduler_state, scheduler_state
 from .validation import pad_multiple_of, predict, validate
 
 BEST_METRIC = "ssim"  # higher is better; structural agreement is what the synthesis must get right
+#: Checkpoint entries only resuming needs: kept in last.pt, left out of best.pt.
+RESUME_ONLY = ("optimizers", "schedulers", "scaler", "rng", "extra")
+
+
+def init_weights_from(model: nn.Module, path: str | Path) -> None:
+    """Fine-tuning: copy the network weights of checkpoint ``path`` into ``model`` (the optimizer, schedule and
+    step start afresh). Every parameter must exist with the same shape; InputError names the first mismatch."""
+    ckpt = load_checkpoint(path, map_location="cpu")
+    theirs, ours = ckpt["model"], model.state_dict()
+    bad = [f"{k} has shape {tuple(v.shape)} in the checkpoint, {tuple(ours[k].shape)} here"
+           for k, v in theirs.items() if k in ours and hasattr(v, "shape") and tuple(v.shape) != tuple(ours[k].shape)]
+    missing = [k for k in ours if k not in theirs]
+    extra = [k for k in theirs if k not in ours]
+    if bad or missing or extra:
+        first = bad[0] if bad else (f"{missing[0]} is missing from the checkpoint" if missing
+                                    else f"{extra[0]} is not in this model")
+        n = len(bad) + len(missing) + len(extra)
+        raise ConfigError(f"train.init_from={path}: weights do not fit the configured model: {first}"
+                          + (f" (and {n - 1} more)" if n > 1 else "") + "; use the same model section")
+    model.load_state_dict(theirs)
 
 
 def _amp_dtype(name: str) -> torch.dtype:
@@ -182,11 +202,15 @@ class Trainer:
         cfg = self.cfg
         with self.unwrapped() as model:
             weights = to_cpu(model.state_dict())
+        spec = ModelSpec(
+            kind=getattr(self.model, "kind", cfg.model.kind), config=to_dict(cfg),
+            preprocessing=Preprocessor.from_config(cfg.data), pixel_spacing_mm=self.data.pixel_spacing_mm,
+            image_size=cfg.data.image_size, context_slices=cfg.data.context_slices,
+            input_keys=list(cfg.data.input_keys), slice_plane=self.data.slice_plane,
+            splits={k: list(v) for k, v in self.data.splits.items()},
+        )
         return {
-            "format": FORMAT,
-            "synthseq_version": __version__,
-            "kind": getattr(self.model, "kind", cfg.model.kind),
-            "config": to_dict(cfg),
+            **spec.entries(),
             "model": weights,
             "optimizers": {k: o.state_dict() for k, o in self.opt.items()},
             "schedulers": {k: scheduler_state(s) for k, s in self.sched.items()},
@@ -194,12 +218,6 @@ class Trainer:
             "step": self.step,
             "rng": {"world_size": self.info.world_size, "per_rank": rng_per_rank},
             "extra": {"world_size": self.info.world_size, "per_rank": extra_per_rank},
-            "normalization": {"method": cfg.data.norm, "percentiles": list(cfg.data.norm_percentiles)},
-            "pixel_spacing_mm": self.data.pixel_spacing_mm,
-            "image_size": cfg.data.image_size,
-            "context_slices": cfg.data.context_slices,
-            "input_keys": list(cfg.data.input_keys),
-            "in_channels": in_channels_of(to_dict(cfg)),
             "best": dict(self.best),
         }
 
@@ -279,6 +297,9 @@ def _run(cfg: Config, info: ddp.DistInfo, device: torch.device) -> Path:
     if ckpt is not None:
         trainer.load_state(ckpt)
         del ckpt
+    elif t.init_from:
+        with trainer.unwrapped() as model:
+            init_weights_from(model, t.init_from)
     start = trainer.step
     if info.is_main:
         save_config(cfg, run_dir / "config.yaml")
@@ -330,10 +351,12 @@ def _loop(trainer: Trainer, logger: RunLogger, start: int) -> None:
             if info.is_main and (do_ckpt or improved or (step == t.steps and not trainer.data.val)):
                 state = trainer.state(rng_all, extra_all)
                 if improved or (step == t.steps and not trainer.data.val):
+                    # best.pt is for synthesis (weights, config, preprocessing); resuming needs last.pt
+                    best_state = {k: v for k, v in state.items() if k not in RESUME_ONLY}
                     # MODEL_CARD.md beside best.pt, and the same text inside it (synthseq info best.pt)
-                    state["model_card"] = write_model_card(state, trainer.run_dir,
-                                                           getattr(trainer, "best_metrics", None))
-                    save_checkpoint(state, trainer.run_dir / "best.pt")
+                    best_state["model_card"] = write_model_card(best_state, trainer.run_dir,
+                                                                getattr(trainer, "best_metrics", None))
+                    save_checkpoint(best_state, trainer.run_dir / "best.pt")
                 if do_ckpt:
                     save_checkpoint(state, trainer.run_dir / "last.pt")
             logger.flush()

@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from synthseq.codes import T
 from synthseq.data import SagittalView, load_subjects
 from synthseq.data.datasets import (
     PairedSliceDataset,
@@ -22,12 +23,15 @@ GEOMETRY_ONLY = AugmentSettings(flip_prob=0.5, affine_prob=1.0, rotate_deg=10.0,
                                 bias_prob=0.0, gamma_prob=0.0, noise_prob=0.0)
 
 
-def _expected_slices(subject, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Independent reference: percentile-normalized canonical slices of ``key`` and the label body fraction."""
+def _expected_slices(subject, key: str, ref: str = "T2w") -> tuple[np.ndarray, np.ndarray]:
+    """Independent reference: canonical slices of ``key`` normalized by its percentiles inside the intensity body
+    mask of ``ref`` (the reference volume: T2w, or the STIR itself in a target-only pool), as synthesis normalizes,
+    and the label body fraction."""
     vol = load_volume(subject.paths[key])
     labels = load_volume(subject.paths["labels"], allow_zero=True).data
-    body = (labels > 0) & (labels != 5)
-    lo, hi = np.percentile(vol.data[body].astype(np.float64), (0.5, 99.5))
+    body = (labels > 0) & (labels != T["airway"])
+    norm_body = body_mask_from_intensity(load_volume(subject.paths[ref]).data)
+    lo, hi = np.percentile(vol.data[norm_body].astype(np.float64), (0.5, 99.5))
     norm = (vol.data - (hi + lo) / 2) / ((hi - lo) / 2)
     view = SagittalView.from_affine(vol.affine)
     return view.to_slices(norm), view.to_slices(body).mean(axis=(1, 2))
@@ -193,7 +197,7 @@ def test_unpaired_items(subjects):
     item = ds[0]
     assert set(item) == {"A", "B", "mask", "subject", "slice", "subject_b", "slice_b"}
     assert item["subject"] == "sub-0001" and item["subject_b"] == "sub-0002"
-    stir, _ = _expected_slices(subjects[1], "STIR")
+    stir, _ = _expected_slices(subjects[1], "STIR", ref="STIR")
     np.testing.assert_allclose(item["B"][0].numpy(), np.clip(stir[item["slice_b"]][7:23, 4:20], -1, 1), atol=1e-5)
     picks = {ds[i]["slice_b"] for i in range(len(ds))}
     assert len(picks) > 3  # B drawn from across the pool, not tied to A's slice

@@ -54,7 +54,8 @@ def test_run_folder_checkpoint_and_tensorboard(tiny_cfg):
 
     ckpt = load_checkpoint(run_dir / "last.pt")
     for key in ("synthseq_version", "kind", "config", "model", "optimizers", "schedulers", "scaler", "step", "rng",
-                "normalization", "pixel_spacing_mm", "image_size", "context_slices", "input_keys", "best"):
+                "preprocessing", "schema_version", "weights_sha256", "pixel_spacing_mm", "image_size", "context_slices",
+                "input_keys", "best"):
         assert key in ckpt, key
     assert ckpt["kind"] == "pix2pix" and ckpt["step"] == 4 and ckpt["config"]["train"]["steps"] == 4
     assert tuple(ckpt["pixel_spacing_mm"]) == (1.0, 1.0)  # the synthetic volumes have 1 mm voxels
