@@ -41,7 +41,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
     if v is None:
         return "n/a"
     if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.{digits}f}"
+        return f"{v:.{digits}g}"
     return str(v)
 
 
@@ -106,7 +106,7 @@ def card_facts(ckpt: Mapping[str, Any], run_dir: str | Path | None = None,
         "slice_plane": ckpt.get("slice_plane") or data.get("slice_plane") or "sagittal",
         "pixel_spacing_mm": None if spacing is None else [float(s) for s in spacing],
         "image_size": ckpt.get("image_size", data.get("image_size")),
-        "normalization": dict(ckpt.get("normalization") or {}),
+        "normalization": dict(ckpt.get("preprocessing") or ckpt.get("normalization") or {}),
         "paired": data.get("paired", True),
         "best": best,
         "val_metrics": dict(val_metrics) if val_metrics else None,
@@ -194,7 +194,8 @@ def render_model_card(facts: Mapping[str, Any], date: _dt.datetime | None = None
               f"- slice plane: {facts.get('slice_plane')}; context slices: {facts.get('context_slices')}",
               f"- pixel spacing: {' x '.join(f'{s:g}' for s in spacing) + ' mm' if spacing else 'native'}; "
               f"training crop {facts.get('image_size')} px",
-              f"- normalization: {norm.get('method', 'n/a')} {norm.get('percentiles', '')}",
+              f"- normalization: {norm.get('method', 'n/a')} {norm.get('percentiles', '')}"
+              + (f", mask {norm['mask']}" if norm.get("mask") else ""),
               "", "## Validation", ""]
     best, val = facts.get("best") or {}, facts.get("val_metrics")
     n_val = len((subjects or {}).get("val") or []) if subjects else None
