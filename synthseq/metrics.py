@@ -291,7 +291,7 @@ class LPIPSResult:
 
 @functools.lru_cache(maxsize=4)
 def _lpips_model(net: str):
-    from .losses import load_lpips
+    from .perceptual import load_lpips
 
     return load_lpips(net=net)
 
@@ -301,7 +301,7 @@ def lpips_distance(pred, target, mask=None, net: str = "alex") -> LPIPSResult:
     """Learned perceptual distance (lower is better) per image, on ``(B, 1, H, W)`` images in [-1, 1].
 
     Single-channel images are repeated to 3 channels; outside ``mask`` both images are set to -1 (background) so
-    only the body is compared; slices smaller than ``LPIPS_MIN_SIZE`` are padded with -1. The network comes from :func:`synthseq.losses.load_lpips`, which uses backbone
+    only the body is compared; slices smaller than ``LPIPS_MIN_SIZE`` are padded with -1. The network comes from :func:`synthseq.perceptual.load_lpips`, which uses backbone
     weights from the local torch cache only; without them the result is NaN with ``available=False``.
     """
     from .errors import SynthseqError
