@@ -60,6 +60,7 @@ class BuildSummary:
     cases: int
     readers: list[str]
     unpaired: list[str] = field(default_factory=list)  #: subjects found in only one of the two folders
+    resampled: list[str] = field(default_factory=list)  #: volumes resampled onto the synthetic volume's grid
 
 
 def find_volumes(folder: str | Path, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
@@ -138,10 +139,18 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def _check_same_grid(real: Volume, other: Volume) -> None:
-    if real.shape != other.shape or not np.allclose(real.affine, other.affine, atol=1e-3):
-        raise InputError(f"{other.path}: not on the grid of {real.path} (shape {other.shape} vs {real.shape}); "
-                         "resample it onto the real STIR first")
+def _onto(vol: Volume, ref: Volume, order: int, what: str, log: list[str] | None) -> Volume:
+    """``vol`` on ``ref``'s grid (as is, or resampled with spline ``order`` and named in ``log``); the source
+    path is kept for the key. InputError naming both files when their fields of view do not overlap."""
+    from ..data.registration import resample_to, same_grid
+
+    if same_grid(vol, ref):
+        return vol
+    if log is not None:
+        log.append(what)
+    out = resample_to(vol, ref, order=order)
+    out.path = vol.path
+    return out
 
 
 def build_study(
@@ -212,12 +221,12 @@ def build_study(
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
-        manifest_cases, key_rows = {}, []
+        manifest_cases, key_rows, resampled = {}, [], []
         used: set[str] = set()
         for subject in paired:
             for case_id, row, info in _build_subject(tmp, subject, real_files[subject], synth_files[subject],
                                                      lesion_files.get(subject), slices, percentiles, used,
-                                                     t2w_files.get(subject)):
+                                                     t2w_files.get(subject), resampled):
                 manifest_cases[case_id] = info
                 key_rows.append(row)
         ids = sorted(manifest_cases)
@@ -242,7 +251,8 @@ def build_study(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return BuildSummary(study=out, subjects=paired, cases=2 * len(paired), readers=readers, unpaired=unpaired)
+    return BuildSummary(study=out, subjects=paired, cases=2 * len(paired), readers=readers, unpaired=unpaired,
+                        resampled=resampled)
 
 
 def _check_readers(readers: list[str]) -> list[str]:
@@ -319,21 +329,19 @@ def _pad_pngs(cases_dir: Path) -> None:
 
 
 def _build_subject(tmp: Path, subject: str, real_path: Path, synth_path: Path, lesion_path: Path | None,
-                   mode: str, percentiles: tuple[float, float], used: set[str], t2w_path: Path | None = None):
+                   mode: str, percentiles: tuple[float, float], used: set[str], t2w_path: Path | None = None,
+                   resampled: list[str] | None = None):
     """Yield ``(case_id, key_row, manifest_info)`` for the subject's real and synthetic case."""
-    real = load_volume(real_path)
+    # the synthetic volume's grid (the T2w's) is the reference: real STIR, T2w and lesions on another grid are
+    # resampled onto it (linear for images, nearest for lesion codes), so both cases show the same slices
     synth = load_volume(synth_path)
-    _check_same_grid(real, synth)
-    t2w = load_volume(t2w_path) if t2w_path is not None else None
-    if t2w is not None:
-        _check_same_grid(real, t2w)
+    real = _onto(load_volume(real_path), synth, 1, f"{subject} real STIR", resampled)
+    t2w = _onto(load_volume(t2w_path), synth, 1, f"{subject} T2w", resampled) if t2w_path is not None else None
     view = SagittalView.from_affine(real.affine)
     truth: dict[str, str] = {name: "" for name in layout.FINDING_NAMES}
     lesion_slices = None
     if lesion_path is not None:
-        lesion = load_volume(lesion_path, allow_zero=True)
-        if lesion.shape != real.shape:
-            raise InputError(f"{lesion_path}: shape {lesion.shape} differs from {real_path} {real.shape}")
+        lesion = _onto(load_volume(lesion_path, allow_zero=True), synth, 0, f"{subject} lesions", resampled)
         codes = np.rint(np.asarray(view.to_slices(lesion.data))).astype(np.int64)  # (S, H, W)
         finding_codes = [c for _, _, cs in layout.FINDINGS for c in cs]
         lesion_slices = np.isin(codes, finding_codes).any(axis=(1, 2))

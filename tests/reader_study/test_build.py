@@ -147,9 +147,13 @@ def test_bad_inputs(rs, inputs, tmp_path, built_study):
         build_study(inputs["real"], inputs["synthetic"], built_study, ["A"])
     with pytest.raises(InputError, match="does not exist"):
         build_study(tmp_path / "nope", inputs["synthetic"], tmp_path / "s", ["A"])
-    odd = tmp_path / "odd"
-    rs._save(np.ones((16, 32, 30), np.float32) + np.arange(30), odd / "sub-0001_pseudoSTIR.nii.gz")
-    with pytest.raises(InputError, match="sub-0001_pseudoSTIR.nii.gz: not on the grid"):
+    odd = tmp_path / "odd"  # a synthetic volume whose field of view does not meet the real STIR's
+    far = rs.AFFINE.copy()
+    far[:3, 3] += 5000.0
+    img = nib.Nifti1Image(np.ones((16, 32, 30), np.float32) + np.arange(30), far)
+    (odd / "sub-0001_pseudoSTIR.nii.gz").parent.mkdir(parents=True)
+    nib.save(img, str(odd / "sub-0001_pseudoSTIR.nii.gz"))
+    with pytest.raises(InputError, match="sub-0001_STIR.nii.gz: field of view does not overlap"):
         build_study(inputs["real"], odd, tmp_path / "s", ["A"])
     assert not (tmp_path / "s").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".s.")]  # no half-built leftovers
