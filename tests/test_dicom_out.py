@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -130,6 +131,10 @@ def test_dicom_round_trip_geometry_values_and_fresh_uids(tmp_path, ckpt):
                                    [float(v) for v in s.ImageOrientationPatient])
         assert [float(v) for v in d.PixelSpacing] == [1.0, 1.1] and float(d.SliceThickness) == 3.0
         assert (d.Rows, d.Columns) == (ROWS, COLS)
+    # the NIfTI's sidecar names the DICOM folder with one digest over its files
+    side = json.loads(nii.with_name("pseudo.json").read_text())
+    assert side["InputFiles"][0]["Path"] == str(src.resolve()) and side["InputFiles"][0]["Files"] == SLICES + 1
+    assert len(side["InputFiles"][0]["SHA256"]) == 64
     # read back as a volume: the input's affine; values equal the NIfTI output within half a rescale step
     back, ref, t2w = load_volume(out), nib.load(str(nii)), load_volume(src)
     np.testing.assert_allclose(back.affine, t2w.affine, atol=1e-6)

@@ -220,3 +220,11 @@ def test_derivative_names():
     assert derivative_name("sub-01_acq-x_T2w.nii.gz", "flags") == "sub-01_acq-x_desc-pseudoFlags_dseg.nii.gz"
     with pytest.raises(InputError, match="not a BIDS T2w file name"):
         derivative_name("t2.nii.gz")
+
+
+def test_output_may_be_left_out_only_for_a_bids_dataset(tmp_path, ckpt, capsys):
+    src = _t2w(tmp_path / "sub-01_T2w.nii.gz")
+    assert main(["synthesize", "--checkpoint", str(ckpt), "--input", str(src), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--output is required" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub-01_T2w.nii.gz"]
