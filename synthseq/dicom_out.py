@@ -11,7 +11,8 @@
   naming synthseq, its version and the checkpoint (path and SHA-256), ImageComments saying it is not an acquired image,
   a SourceImageSequence pointing at the source instance, Manufacturer ``synthseq``;
 * 16-bit unsigned pixels with one RescaleSlope / RescaleIntercept for the whole series, chosen from the volume's
-  minimum and maximum so that no value is clipped; decoded values equal the float volume within half a rescale step.
+  minimum and maximum so that no value is clipped; decoded values equal the float volume within half a rescale step
+  (plus float32 rounding when decoded in float32, as :func:`synthseq.io.load_volume` does).
 
 The acquisition attributes of the MR Image module (ScanningSequence, RepetitionTime, EchoTime, ...) are the
 source's: they describe the acquisition the image was derived from, as for any DERIVED image.
