@@ -13,10 +13,10 @@ scanner does, one slice at a time:
    **partial Fourier** along phase-encode (one side of k-space missing, zero-filled: blur and ringing),
    an optional k-space apodization (the vendors' ringing filters). Sharp edges ring (**Gibbs**); boundaries
    become smooth partial-volume ramps of the true sub-voxel geometry (no label staircase);
-4. **coil sensitivity**: root-sum-of-squares of a posterior (and weaker anterior) array of loop elements
+4. **coil sensitivity** (applied to the object before sampling): root-sum-of-squares of a posterior (and weaker anterior) array of loop elements
    near the neck: smooth, positive, brightest next to the coil, normalized to mean 1 in the body;
-5. **noise**: complex Gaussian noise on the complex image, magnitude -> Rician, at an SNR drawn per subject
-   (higher at 3 T).
+5. **noise**: complex Gaussian noise on the acquired k-space samples (so it is filtered and zero-filled like
+   the signal: band-limited, as on scanners), magnitude -> Rician, at an SNR drawn per subject (higher at 3 T).
 
 Protocols are *vendor-like* (not any vendor's exact product protocol): TR / TE / TI / partial Fourier /
 acquired matrix / phase-encode direction ranges typical of clinical sagittal cervical T2w TSE and STIR
@@ -216,12 +216,15 @@ def kspace_window(shape: tuple[int, int], ks: KSpace) -> np.ndarray:
     return (axes[0][:, None] * axes[1][None, :]).astype(np.float32)
 
 
-def kspace_sample(slices: np.ndarray, out_shape: tuple[int, int], ks: KSpace) -> np.ndarray:
+def kspace_sample(slices: np.ndarray, out_shape: tuple[int, int], ks: KSpace, sigma: float = 0.0,
+                  rng: np.random.Generator | None = None) -> np.ndarray:
     """Fine ``(n, oj, ok)`` real slices -> complex ``(n, nj, nk)`` images on the reconstruction matrix.
 
     The fine grid's sample ``(o * j, o * k)`` is the reconstructed voxel ``(j, k)``: cutting the centred
     spectrum to ``out_shape`` keeps that sampling. A smooth background phase (B0 / coil phase) is applied
-    first, so partial-Fourier zero filling behaves as on real data.
+    first, so partial-Fourier zero filling behaves as on real data. With ``sigma > 0`` complex Gaussian noise
+    is added to the *acquired* k-space samples (then filtered and zero-filled like the signal, as on a
+    scanner: the image noise is band-limited), scaled so that its image-domain SD is ``sigma`` per channel.
     """
     n, oj, ok = slices.shape
     nj, nk = out_shape
@@ -231,8 +234,18 @@ def kspace_sample(slices: np.ndarray, out_shape: tuple[int, int], ks: KSpace) ->
     phase = np.exp(1j * (c0 + c1 * ja + c2 * ka)).astype(np.complex64)
     spec = np.fft.fftshift(np.fft.fft2(slices * phase[None], axes=(1, 2)), axes=(1, 2))
     j0, k0 = oj // 2 - nj // 2, ok // 2 - nk // 2
-    spec = spec[:, j0:j0 + nj, k0:k0 + nk] * kspace_window((nj, nk), ks)[None]
-    img = np.fft.ifft2(np.fft.ifftshift(spec, axes=(1, 2)), axes=(1, 2)) * ((nj * nk) / (oj * ok))
+    scale = (nj * nk) / (oj * ok)
+    win = kspace_window((nj, nk), ks)
+    spec = spec[:, j0:j0 + nj, k0:k0 + nk]
+    if sigma > 0:
+        if rng is None:
+            raise ValueError("kspace_sample: noise needs an rng")
+        # image = ifft(spec) * scale; ifft of white k-space noise of SD a has SD a / sqrt(nj nk) per voxel;
+        # the window keeps mean(win^2) of its power, compensated so the image SD is sigma
+        a = sigma * np.sqrt(nj * nk / max(float(np.mean(win * win)), 1e-6)) / scale
+        noise = rng.standard_normal((2, n, nj, nk), dtype=np.float32)
+        spec = spec + a * (noise[0] + 1j * noise[1])
+    img = np.fft.ifft2(np.fft.ifftshift(spec * win[None], axes=(1, 2)), axes=(1, 2)) * scale
     return img.astype(np.complex64)
 
 
@@ -297,14 +310,18 @@ def noisy_magnitude(img: np.ndarray, sigma: float, rng: np.random.Generator) -> 
 
 def acquire(fine: np.ndarray, csf_fine: np.ndarray, preset: Preset, ks: KSpace, coil: np.ndarray, sigma: float,
             rng: np.random.Generator) -> np.ndarray:
-    """One sequence: fine signed signal ``(n * ss, 2 nj, 2 nk)`` -> noisy magnitude ``(n, nj, nk)`` (float32).
+    """One sequence: fine signed signal ``(n * ss, o nj, o nk)`` -> noisy magnitude ``(n, nj, nk)`` (float32).
 
-    ``csf_fine`` is the CSF part of ``fine`` (for its pulsation ghosts); ``coil`` from :func:`coil_sensitivity`;
-    ``sigma`` the noise SD in signal units; ``rng`` this sequence's noise stream.
+    ``csf_fine`` is the CSF part of ``fine`` (for its pulsation ghosts); ``coil`` from :func:`coil_sensitivity`
+    on the reconstruction grid (smooth: expanded to the fine grid by repetition); ``sigma`` the image noise SD
+    in signal units, added in k-space (Rician magnitude, band-limited like the signal); ``rng`` this
+    sequence's noise stream.
     """
     n, ss = preset.n_slices, preset.supersample
     slices = slice_profile(fine, n, ss, ks.slice_fwhm)
     if ks.ghost_amp > 0:
         slices = slices + csf_ghosts(slice_profile(csf_fine, n, ss, ks.slice_fwhm), ks, rng)
-    img = kspace_sample(slices, tuple(preset.matrix), ks)
-    return noisy_magnitude(img * coil, sigma, rng)
+    o = slices.shape[1] // coil.shape[1]
+    coil_fine = np.repeat(np.repeat(coil, o, axis=1), o, axis=2)
+    img = kspace_sample(slices * coil_fine, tuple(preset.matrix), ks, sigma, rng)
+    return np.abs(img).astype(np.float32)

@@ -11,6 +11,8 @@ every sequence with that sequence's compartment signals, so T2w, STIR and T1w st
   septa (the zero-level set of a smooth random field: a connected cellular network);
 * **muscle striation**: fibres run superior-inferior; intramuscular fat streaks follow them (a random field
   stretched along s) and water content varies a little between fascicles;
+* **endplate sclerosis** next to degenerated discs (``anatomy.sample_anatomy_varied``): thickened trabeculae,
+  a dark band under the endplate on every sequence;
 * **heterogeneous discs**: the adult intranuclear cleft (a fibrous band at mid-disc height, a normal finding
   after the third decade), lamellar annulus striation and nucleus heterogeneity;
 * **vessels with flow voids**: vertebral arteries in the transverse foramina and the common carotid arteries:
@@ -156,6 +158,7 @@ def apply_textures(cv, painted, anat, comps: list[dict[str, float]], ch: Channel
     _fat_lobules(cls, ch, tp, rng, mm)
     _muscle(cls, ch, tp, rng, mm)
     _discs(cv, painted, anat, ch, tp, rng, mm)
+    _endplates(cv, painted, anat, comps, ch)
     _vessels(cv, painted, anat, ch, tp, rng)
     _csf_flow(cv, ch, tp, rng, mm)
 
@@ -227,6 +230,27 @@ def _discs(cv, painted, anat, ch: Channels, tp: TextureParams, rng, mm) -> None:
             T = np.broadcast_to(b.T, c.shape)
             lam = 0.5 * tp.disc_het * (np.sin(2 * np.pi * T[ann] / 1.2) + het[ann])
             ch.mix(b.index, ann, np.clip(lam, -0.3, 0.3), to="nucleus", frm="annulus")
+
+
+def _endplates(cv, painted, anat, comps, ch: Channels) -> None:
+    """Endplate sclerosis next to degenerated discs: a dark band of thickened trabeculae under the endplate."""
+    scl = getattr(anat, "endplate_sclerosis", None)
+    if scl is None or not np.any(scl > 0):
+        return
+    for vt in painted.vertebrae:
+        b = vt.box
+        if b is None:
+            continue
+        c = cv.cls[b.index]
+        u = np.broadcast_to(b.S - vt.s_c, c.shape)
+        m = (c == MARROW) & (np.abs(u) <= vt.hh + 0.5)
+        amount = np.zeros(c.shape, np.float32)
+        for d, dist in ((vt.level - 1, u + vt.hh), (vt.level, vt.hh - u)):  # disc above, disc below
+            if 0 <= d < len(scl) and scl[d] > 0:
+                amount = np.maximum(amount, 0.5 * scl[d] * np.clip(1.0 - dist / 2.5, 0.0, 1.0))
+        m &= amount > 0.01
+        if m.any():
+            ch.mix(b.index, m, amount[m], to="cortical_bone", frm=comps[MARROW])
 
 
 def _vessels(cv, painted, anat, ch: Channels, tp: TextureParams, rng) -> None:

@@ -274,3 +274,18 @@ def test_randomized_keeps_the_target_physics():
         lab, st = rec.labels.data, rec.stir.data
         assert _mean(st, lab == FAT) < 0.3 * _mean(st, lab == CSF_L)
         assert rec.acquisition["relaxation_jitter"]["fat"][0] == 1.0  # fat T1 (the STIR null) is kept
+
+
+def test_kspace_noise_has_the_requested_sd_and_is_band_limited():
+    zeros = np.zeros((4, 128, 128), np.float32)
+    white = acq.kspace_sample(zeros, (64, 64), _ks(), sigma=2.0, rng=np.random.default_rng(0))
+    assert float(white.real.std()) == pytest.approx(2.0, rel=0.03)
+    lim = acq.kspace_sample(zeros, (64, 64), _ks(acq_pe=0.6, apodization=0.5), sigma=2.0, rng=np.random.default_rng(0))
+    assert float(lim.real.std()) == pytest.approx(2.0, rel=0.03)
+
+    def hi_lo(img):
+        p = np.abs(np.fft.fftshift(np.fft.fft2(img.real), axes=(1, 2))) ** 2
+        return float(p[:, :, :8].mean() / p[:, :, 24:40].mean())  # outer / central phase-encode columns
+
+    assert hi_lo(white) == pytest.approx(1.0, abs=0.25)
+    assert hi_lo(lim) < 0.05  # no noise where k-space was not acquired (zero-filled)

@@ -1,0 +1,407 @@
+"""Sim-to-real: how close the phantom's T2w is to real T2w, and whether a phantom-trained model gives STIR physics
+on real anatomy.
+
+    python benchmarks/sim_to_real.py [--quick] [--subjects 3] [--checkpoint NAME=best.pt ...] [--figures DIR]
+                                     [--out result.json]
+
+Method (documented here; the numbers go to the JSON):
+
+1. **Real volumes**: the cervical T2w of ``../shared/data/real/`` (``REAL``): two sagittal 1 / 0.8 mm SCT
+   volumes with shipped cord masks and the axial spine-generic subject whose T1w is co-registered on the
+   same grid. The lumbar T2w is left out (the phantom is a cervical spine).
+2. **Tissue masks**, estimated *with the same estimator on real and phantom volumes* (the phantom's cord mask is
+   its cord label, as the real ones are manual cord masks), all volumes in RAS voxel order:
+
+   * cord: the mask;
+   * CSF: the ring 0.5-4 mm around the cord whose T2w is above the midpoint between the cord median and the
+     ring's 90th percentile (with a T1w: ring voxels darker than the cord on T1w and brighter on T2w);
+   * fat: body voxels over the cord's S-I extent and > 20 mm from the cord whose T2w is in the top 15 % of
+     those voxels (with a T1w: body voxels in the top 15 % on T1w and above the body median on T2w);
+   * vertebral column ("marrow"): per S-I row, voxels within 4 mm of the cord centre laterally and 8-20 mm in
+     front of it (vertebral bodies and, for ~1/4 of the height, discs), CSF excluded;
+   * body: T2w above 8 % of its 99.5th percentile, holes filled; background: > 5 mm outside the body.
+
+   On the phantom the label truth is also measured (``label_truth``), so the estimator's own bias is visible.
+3. **Statistics of a T2w** (intensities divided by the CSF median, so scanner scale drops out):
+   tissue ratios (cord, fat, column over CSF); in-plane gradient magnitude inside the body eroded by 2 mm
+   (median, 90th, 99th percentile, per mm); texture: robust coefficient of variation (IQR / median) inside fat
+   and column, and the high-pass residual (image minus its 2 mm Gaussian blur) inside the body: its SD and
+   lag-1 autocorrelation; noise: SNR of CSF (background mean / 1.2533 is the Rician sigma) and the background
+   noise spectrum's high / low band power ratio (0.3-0.5 over 0.05-0.2 cycles per voxel: 1 for white noise,
+   < 1 when the scanner filters and zero-fills k-space). In-plane = the two largest array axes.
+4. **Distance** of a phantom mode to real data, per statistic: ``|ln(phantom mean / real mean)|`` (0 = equal,
+   0.69 = a factor 2); ``mean_distance`` averages the statistics both sides have.
+5. **Physics on real anatomy** (``--checkpoint``): each checkpoint (trained only on a phantom) synthesizes a
+   pseudo-STIR of every real T2w; on the same masks: fat / CSF (STIR physics: < 0.2), CSF the brightest of
+   CSF / cord / fat / column, cord darker than CSF, column ("marrow") / CSF < 0.5. The phantom's own STIR,
+   measured with the same masks, is reported as the reference (``phantom_stir_reference``).
+
+``--quick`` (the test suite): tiny preset, one phantom subject per mode, one real volume, no checkpoint needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import math  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from _common import ROOT, emit, environment  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+REAL_DIR = ROOT.parent / "shared" / "data" / "real"
+#: name -> (T2w, cord mask, T1w on the same grid or None)
+REAL = {
+    "sct_errsm30_sag_1mm": ("cervical_t2/sct_errsm30_T2w_sag_fullfov.nii.gz", "crop:cervical_t2/"
+                            "sct_errsm30_T2w_sag_crop_seg-manual.nii.gz", None),
+    "sct_prisma_sag_0p8mm": ("cervical_t2/sct_fslPrisma05_T2w_sag_0p8mm.nii.gz",
+                             "cervical_t2/sct_fslPrisma05_T2w_sag_0p8mm_FAKE-lesion_sc-seg.nii.gz", None),
+    "spine_generic_unf01_ax_1mm": ("cervical_paired_t1_t2_t2star/sub-unf01_T2w.nii.gz",
+                                   "cervical_paired_t1_t2_t2star/sub-unf01_seg-manual_shared.nii.gz",
+                                   "cervical_paired_t1_t2_t2star/sub-unf01_T1w.nii.gz"),
+}
+QUICK_REAL = ("sct_prisma_sag_0p8mm",)
+MODES = ("classic", "faithful")
+CSF_L, CORD_L, FAT_L, MARROW_L = 10, 11, 2, 7  # phantom label codes (synthseq.codes.TISSUES)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+def canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Array and zooms in the closest RAS voxel order."""
+    import nibabel as nib
+
+    img = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data, np.float32), affine))
+    return np.asarray(img.dataobj, np.float32), np.asarray(img.header.get_zooms()[:3], float)
+
+
+def _load(rel: str):
+    import nibabel as nib
+
+    img = nib.load(REAL_DIR / rel)
+    return np.asarray(img.dataobj, np.float32), img.affine
+
+
+def load_real(name: str) -> dict:
+    """The real volume ``name``: canonical T2w, cord mask, optional T1w, spacing, and the original grid."""
+    t2_rel, cord_rel, t1_rel = REAL[name]
+    t2, aff = _load(t2_rel)
+    if cord_rel.startswith("crop:"):  # the cord mask was drawn on a voxel-identical crop: place it by affine
+        crop, caff = _load(cord_rel[5:])
+        off = np.rint(np.linalg.solve(aff, caff[:, 3])[:3]).astype(int)
+        cord = np.zeros_like(t2)
+        cord[tuple(slice(o, o + n) for o, n in zip(off, crop.shape))] = crop
+    else:
+        cord, _ = _load(cord_rel)
+    out = {"name": name, "affine": aff, "t2w_native": t2}
+    out["t2w"], out["spacing"] = canonical(t2, aff)
+    out["cord"] = canonical(cord, aff)[0] > 0.5
+    out["t1w"] = canonical(_load(t1_rel)[0], aff)[0] if t1_rel else None
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- masks
+def inplane_axes(shape) -> tuple[int, int]:
+    a = sorted(np.argsort(shape)[-2:].tolist())
+    return a[0], a[1]
+
+
+def body_mask(t2: np.ndarray) -> np.ndarray:
+    pos = t2[t2 > 0]
+    thr = 0.08 * float(np.percentile(pos, 99.5)) if pos.size else 0.0
+    m = ndimage.binary_opening(t2 > thr, iterations=1)
+    lab, n = ndimage.label(m)
+    if n > 1:
+        m = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
+    return ndimage.binary_fill_holes(m)
+
+
+def estimate_masks(t2: np.ndarray, cord: np.ndarray, spacing, t1: np.ndarray | None = None) -> dict:
+    """Tissue masks of a T2w from its cord mask (and a co-registered T1w if given); method in the module doc."""
+    spacing = np.asarray(spacing, float)
+    body = body_mask(t2)
+    valid = t2 > 0  # zero = outside a narrower field of view
+    dist = ndimage.distance_transform_edt(~cord, sampling=spacing)
+    ring = (dist > 0.5) & (dist <= 4.0) & body & valid
+    cmed = float(np.median(t2[cord]))
+    if t1 is not None:
+        csf = ring & (t1 < np.median(t1[cord])) & (t2 > cmed)
+    else:
+        thr = cmed + 0.5 * (float(np.percentile(t2[ring], 90)) - cmed)
+        csf = ring & (t2 > thr)
+    zs = np.flatnonzero(cord.any(axis=(0, 1)))
+    zrange = np.zeros(t2.shape, bool)
+    zrange[:, :, zs.min():zs.max() + 1] = True
+    if t1 is not None:
+        b = body & valid
+        fat = b & (t1 > np.percentile(t1[b], 85)) & (t2 > np.median(t2[b]))
+    else:
+        far = body & valid & zrange & (dist > 20.0)
+        fat = far & (t2 > np.percentile(t2[far], 85)) if far.any() else far
+    # column: per S-I index, in front of the cord centre (RAS: +y anterior)
+    column = np.zeros(t2.shape, bool)
+    xi = np.arange(t2.shape[0])[:, None] * spacing[0]
+    yi = np.arange(t2.shape[1])[None, :] * spacing[1]
+    for z in zs:
+        cx, cy = np.nonzero(cord[:, :, z])
+        xc, yc = cx.mean() * spacing[0], cy.mean() * spacing[1]
+        column[:, :, z] = (np.abs(xi - xc) <= 4.0) & (yi - yc >= 8.0) & (yi - yc <= 20.0)
+    column &= body & valid & ~csf
+    background = ~ndimage.binary_dilation(body, iterations=max(1, int(round(5.0 / spacing.min())))) & valid
+    return {"cord": cord, "csf": csf, "fat": fat, "column": column, "body": body & valid, "background": background}
+
+
+def label_masks(labels: np.ndarray, est: dict) -> dict:
+    return {"cord": labels == CORD_L, "csf": labels == CSF_L, "fat": labels == FAT_L, "column": labels == MARROW_L,
+            "body": est["body"], "background": est["background"]}
+
+
+# ------------------------------------------------------------------------------------------------ stats
+def _med(a: np.ndarray, m: np.ndarray) -> float:
+    return float(np.median(a[m])) if m.any() else math.nan
+
+
+def noise_spectrum_ratio(img: np.ndarray, bg: np.ndarray, axes: tuple[int, int], patch: int = 16) -> float:
+    """Background noise power in 0.3-0.5 over 0.05-0.2 cycles/voxel (in-plane patches fully in background)."""
+    a0, a1 = axes
+    other = [a for a in range(3) if a not in axes][0]
+    x = np.moveaxis(img, (other, a0, a1), (0, 1, 2))
+    m = np.moveaxis(bg, (other, a0, a1), (0, 1, 2))
+    f = np.fft.fftfreq(patch)
+    fr = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
+    hi_b, lo_b = (fr >= 0.3) & (fr <= 0.5), (fr >= 0.05) & (fr <= 0.2)
+    hi, lo, n = 0.0, 0.0, 0
+    for s in range(0, x.shape[0], max(1, x.shape[0] // 8)):
+        for i in range(0, x.shape[1] - patch + 1, patch):
+            for j in range(0, x.shape[2] - patch + 1, patch):
+                if m[s, i:i + patch, j:j + patch].all():
+                    p = x[s, i:i + patch, j:j + patch]
+                    P = np.abs(np.fft.fft2(p - p.mean())) ** 2
+                    hi += float(P[hi_b].mean())
+                    lo += float(P[lo_b].mean())
+                    n += 1
+    return hi / lo if n >= 3 and lo > 0 else math.nan
+
+
+def t2w_stats(t2: np.ndarray, masks: dict, spacing) -> dict:
+    """Statistics of one T2w (module doc, point 3); NaN where a mask is empty."""
+    spacing = np.asarray(spacing, float)
+    csf = _med(t2, masks["csf"])
+    x = t2 / csf
+    axes = inplane_axes(t2.shape)
+    g = np.gradient(x, *[spacing[a] for a in axes], axis=axes)
+    gm = np.sqrt(g[0] ** 2 + g[1] ** 2)
+    inner = ndimage.binary_erosion(masks["body"], iterations=max(1, int(round(2.0 / spacing[list(axes)].min()))))
+    sig = [0.0, 0.0, 0.0]
+    for a in axes:
+        sig[a] = 2.0 / spacing[a]
+    res = x - ndimage.gaussian_filter(x, sig)
+    r_in = res[inner]
+    shifted = np.roll(res, 1, axis=axes[0])[inner]
+    bg = masks["background"]
+    sigma = float(t2[bg].mean()) / 1.2533 if bg.sum() > 200 else math.nan
+
+    def cv(m):
+        if m.sum() < 20:
+            return math.nan
+        q1, q2, q3 = np.percentile(x[m], (25, 50, 75))
+        return float((q3 - q1) / q2)
+
+    return {
+        "cord_csf": _med(x, masks["cord"]), "fat_csf": _med(x, masks["fat"]), "column_csf": _med(x, masks["column"]),
+        "grad_median_per_mm": float(np.median(gm[inner])), "grad_p90_per_mm": float(np.percentile(gm[inner], 90)),
+        "grad_p99_per_mm": float(np.percentile(gm[inner], 99)),
+        "texture_cv_fat": cv(masks["fat"]), "texture_cv_column": cv(masks["column"]),
+        "highpass_sd": float(r_in.std()), "highpass_lag1_corr": float(np.corrcoef(r_in, shifted)[0, 1]),
+        "snr_csf": csf / sigma if sigma > 0 else math.nan,
+        "noise_hi_lo_ratio": noise_spectrum_ratio(t2, bg, axes),
+    }
+
+
+def stir_physics(stir: np.ndarray, masks: dict) -> dict:
+    """STIR physics of a (pseudo-)STIR on the masks (module doc, point 5)."""
+    med = {k: _med(stir, masks[k]) for k in ("csf", "cord", "fat", "column")}
+    csf = med["csf"]
+    out = {f"{k}_csf": med[k] / csf for k in ("cord", "fat", "column")}
+    out["fat_suppressed"] = bool(out["fat_csf"] < 0.2)
+    out["csf_brightest"] = bool(csf > max(med["cord"], med["fat"], med["column"]))
+    out["cord_darker_than_csf"] = bool(med["cord"] < csf)
+    out["marrow_dark"] = bool(out["column_csf"] < 0.5)
+    out["all_pass"] = all(out[k] for k in ("fat_suppressed", "csf_brightest", "cord_darker_than_csf", "marrow_dark"))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ phantom
+def phantom_subjects(mode: str, n: int, preset: str) -> list[dict]:
+    from synthseq.phantom import generate_subject
+
+    out = []
+    for i in range(n):
+        rec = generate_subject(f"sub-{i + 1:04d}", 1000 + i, preset=preset, realism=mode)
+        aff = rec.t2w.affine
+        t2, sp = canonical(rec.t2w.data, aff)
+        stir = canonical(rec.stir.data, aff)[0]
+        labels = np.rint(canonical(rec.labels.data.astype(np.float32), aff)[0]).astype(np.uint8)
+        out.append({"name": rec.subject_id, "t2w": t2, "stir": stir, "labels": labels, "spacing": sp})
+    return out
+
+
+def _finite_mean(vals: list[float]) -> float:
+    v = [x for x in vals if isinstance(x, float) and math.isfinite(x)]
+    return float(np.mean(v)) if v else math.nan
+
+
+def summarize(per: dict[str, dict]) -> dict:
+    keys = next(iter(per.values())).keys()
+    return {k: _finite_mean([p[k] for p in per.values()]) for k in keys}
+
+
+def distance(phantom: dict, real: dict) -> dict:
+    d = {}
+    for k, r in real.items():
+        p = phantom.get(k, math.nan)
+        if math.isfinite(p) and math.isfinite(r) and p > 0 and r > 0:
+            d[k] = abs(math.log(p / r))
+    d["mean_distance"] = float(np.mean(list(d.values()))) if d else math.nan
+    return d
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def _mid(vol: np.ndarray, cord: np.ndarray) -> np.ndarray:
+    """The display slice: through the cord, in the acquisition plane, superior / anterior up or left."""
+    a0, a1 = inplane_axes(vol.shape)
+    other = [a for a in range(3) if a not in (a0, a1)][0]
+    counts = cord.sum(axis=tuple(a for a in range(3) if a != other))
+    s = int(np.argmax(counts)) if counts.any() else vol.shape[other] // 2
+    sl = np.take(vol, s, axis=other)
+    if other == 0:  # sagittal (y, z): superior up, anterior left
+        return sl.T[::-1, ::-1]
+    return sl.T[::-1]  # axial (x, y): anterior up
+
+
+def write_figure(path: Path, name: str, t2: np.ndarray, cord: np.ndarray, preds: dict[str, np.ndarray],
+                 physics: dict[str, dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from synthseq.utils import atomic_path
+
+    panels = [("real T2w", t2)] + [(f"pseudo-STIR ({k})", v) for k, v in preds.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False, facecolor="black")
+    for ax, (title, vol) in zip(axes[0], panels):
+        img = _mid(vol, cord)
+        ax.imshow(img, cmap="gray", vmin=0, vmax=float(np.percentile(img[img > 0], 99.5)) if (img > 0).any() else 1)
+        key = title[len("pseudo-STIR ("):-1] if title.startswith("pseudo") else None
+        if key:
+            ph = physics[key]
+            title += f"\nfat/CSF {ph['fat_csf']:.2f} {'ok' if ph['all_pass'] else 'FAIL'}"
+        ax.set_title(title, color="white", fontsize=8)
+        ax.set_axis_off()
+    fig.suptitle(name, color="white", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, facecolor="black", format="png")
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny preset, 1 phantom subject per mode, 1 real volume")
+    parser.add_argument("--subjects", type=int, default=3, help="phantom subjects per mode (default 3)")
+    parser.add_argument("--preset", default=None, help="phantom preset (default: default; tiny with --quick)")
+    parser.add_argument("--modes", default=",".join(MODES), help="phantom realism modes (comma-separated)")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
+                        help="a phantom-trained checkpoint to apply to every real T2w (repeatable)")
+    parser.add_argument("--figures", default=None, help="write real T2w | pseudo-STIR PNGs here")
+    parser.add_argument("--out", default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    preset = args.preset or ("tiny" if args.quick else "default")
+    n_sub = 1 if args.quick else args.subjects
+    names = QUICK_REAL if args.quick else tuple(REAL)
+    modes = [m for m in args.modes.split(",") if m]
+
+    reals = [load_real(n) for n in names]
+    real_stats = {}
+    for r in reals:
+        r["masks"] = estimate_masks(r["t2w"], r["cord"], r["spacing"], r["t1w"])
+        real_stats[r["name"]] = t2w_stats(r["t2w"], r["masks"], r["spacing"])
+    real_mean = summarize(real_stats)
+
+    phantom, truth, stir_ref, dist = {}, {}, {}, {}
+    for mode in modes:
+        subs = phantom_subjects(mode, n_sub, preset)
+        per, per_truth, per_stir = {}, {}, {}
+        for s in subs:
+            est = estimate_masks(s["t2w"], s["labels"] == CORD_L, s["spacing"])
+            per[s["name"]] = t2w_stats(s["t2w"], est, s["spacing"])
+            per_truth[s["name"]] = t2w_stats(s["t2w"], label_masks(s["labels"], est), s["spacing"])
+            per_stir[s["name"]] = stir_physics(s["stir"], est)
+        phantom[mode] = {"per_subject": per, "mean": summarize(per)}
+        truth[mode] = summarize(per_truth)
+        stir_ref[mode] = {k: _finite_mean([float(p[k]) for p in per_stir.values()]) for k in next(iter(per_stir.values()))}
+        dist[mode] = distance(phantom[mode]["mean"], real_mean)
+
+    physics = {}
+    if args.checkpoint:
+        from synthseq.io import load_volume
+        from synthseq.synthesis import Synthesizer
+
+        models = {}
+        for spec in args.checkpoint:
+            key, _, path = spec.partition("=")
+            models[key] = Synthesizer.from_checkpoint(path, device="cpu")
+        for r in reals:
+            vol = load_volume(REAL_DIR / REAL[r["name"]][0])
+            preds, phys = {}, {}
+            for key, syn in models.items():
+                pred = syn(vol)
+                preds[key] = canonical(pred.data, pred.affine)[0]
+                phys[key] = stir_physics(preds[key], r["masks"])
+            physics[r["name"]] = phys
+            if args.figures:
+                write_figure(Path(args.figures) / f"sim_to_real_{r['name']}.png", r["name"], r["t2w"], r["cord"],
+                             preds, phys)
+        physics["summary"] = {key: {"volumes_all_pass": sum(physics[r["name"]][key]["all_pass"] for r in reals),
+                                    "volumes": len(reals),
+                                    "fat_csf_mean": _finite_mean([physics[r["name"]][key]["fat_csf"] for r in reals])}
+                              for key in models}
+
+    result = {
+        "benchmark": "sim_to_real", "environment": environment("cpu"), "quick": args.quick, "preset": preset,
+        "phantom_subjects_per_mode": n_sub, "real_volumes": list(names),
+        "real": {"per_volume": real_stats, "mean": real_mean},
+        "phantom": phantom, "label_truth": truth, "distance_to_real": dist,
+        "phantom_stir_reference": stir_ref, "pseudo_stir_on_real": physics,
+        "seconds": time.perf_counter() - t0,
+    }
+    result = _clean(result)
+    emit(result, args.out)
+    return result
+
+
+def _clean(x):
+    """NaN -> None, numpy scalars -> Python (strict JSON)."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+if __name__ == "__main__":
+    main()

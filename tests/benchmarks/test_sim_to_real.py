@@ -1,0 +1,40 @@
+"""benchmarks/sim_to_real.py --quick: realism statistics of real and phantom T2w, and the STIR-physics measure."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+REAL = BENCH.parent.parent / "shared" / "data" / "real"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="needs ../shared/data/real")
+def test_sim_to_real_quick(tmp_path):
+    out = tmp_path / "s2r.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "sim_to_real.py"), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["benchmark"] == "sim_to_real" and r["quick"] is True and r["preset"] == "tiny"
+    real = r["real"]["mean"]
+    # real T2w (TE ~100-120 ms): the cord is darker than CSF, fat bright
+    assert 0.1 < real["cord_csf"] < 0.8 and real["fat_csf"] > 0.4
+    for mode in ("classic", "faithful"):
+        d = r["distance_to_real"][mode]
+        assert math.isfinite(d["mean_distance"]) and d["mean_distance"] >= 0
+        assert len(d) >= 8  # most statistics exist on both sides
+        # the phantom's own STIR, measured with the estimated masks, has STIR physics: the measure can pass
+        ref = r["phantom_stir_reference"][mode]
+        assert ref["fat_suppressed"] == 1.0 and ref["csf_brightest"] == 1.0 and ref["fat_csf"] < 0.2
+        # the estimated fat / CSF masks agree with the phantom's label truth on the T2w ratio
+        est, truth = r["phantom"][mode]["mean"]["fat_csf"], r["label_truth"][mode]["fat_csf"]
+        assert abs(math.log(est / truth)) < 0.5
+    # texture: the faithful phantom's fat is heterogeneous, the classic one's nearly flat
+    assert r["label_truth"]["faithful"]["texture_cv_fat"] > r["label_truth"]["classic"]["texture_cv_fat"]
+    assert r["pseudo_stir_on_real"] == {}  # no checkpoint given
