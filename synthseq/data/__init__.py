@@ -15,7 +15,6 @@ _LAZY = {
     "PairedSliceDataset": "datasets", "UnpairedSliceDataset": "datasets", "SliceStack": "datasets",
     "body_mask_from_intensity": "preprocess", "Preprocessor": "preprocess", "prepare_subject": "datasets",
     "GPUSliceBank": "gpu", "AugmentSettings": "transforms",
-    "build_augmentation": "transforms",
 }
 
 
@@ -27,7 +26,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "AugmentSettings", "GPUSliceBank", "NormParams", "PairedSliceDataset", "SagittalView", "SliceStack", "Subject",
-    "UnpairedSliceDataset", "align_pair", "body_mask_from_intensity", "build_augmentation",
+    "UnpairedSliceDataset", "align_pair", "body_mask_from_intensity",
     "denormalize", "load_subjects", "ncc", "normalize", "prepare_subject", "read_manifest_csv", "resample_to",
     "rigid_register", "same_grid", "scan_phantom_layout", "split_subjects", "stack_context", "unstack_context",
 ]

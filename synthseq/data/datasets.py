@@ -17,7 +17,7 @@ in memory):
 5. Slices whose body fraction is below ``min_foreground`` are never sampled.
 
 Items (:meth:`PairedSliceDataset.__getitem__`) are crops/pads of one slice to ``image_size``: random crop when
-``augment`` (plus the MONAI augmentations of :mod:`synthseq.data.transforms`), centre crop otherwise; padding uses
+``augment`` (plus the augmentations of :mod:`synthseq.data.transforms`, the same as the GPU bank's), centre crop otherwise; padding uses
 each channel's normalized background value (the value scanner intensity 0 maps to, i.e. -1 or a bit below).
 Randomness is a pure function of ``(seed, epoch, index)``: call :meth:`set_epoch` once per epoch to vary it.
 """
@@ -39,7 +39,7 @@ from .normalize import NormParams
 from .preprocess import Preprocessor, body_mask_from_intensity
 from .registration import align_pair, resample_to, same_grid
 from .slicing import SagittalView, SliceView, stack_context
-from .transforms import AugmentSettings, augment_item, build_augmentation
+from .transforms import AugmentSettings, augment_item
 
 NORM_MASKS = ("auto", "labels", "intensity", "none")
 
@@ -323,12 +323,6 @@ class _SliceDatasetBase(torch.utils.data.Dataset):
     def _rng(self, index: int) -> np.random.Generator | None:
         return np.random.default_rng([int(self.seed) & 0xFFFFFFFF, self.epoch, int(index)])
 
-    def _augmentation(self, name: str, geometric: tuple[str, ...], intensity: tuple[str, ...]):
-        """The MONAI pipeline, built on first use (importing MONAI takes seconds; a GPU bank never needs it)."""
-        if getattr(self, name, None) is None:
-            setattr(self, name, build_augmentation(self.augment_settings, geometric, intensity))
-        return getattr(self, name)
-
     def _crop(self, arrays: list[tuple[np.ndarray, np.ndarray | float]], rng,
               around: tuple[int, int] | None = None) -> list[torch.Tensor]:
         h, w = arrays[0][0].shape[1:]
@@ -426,8 +420,7 @@ class PairedSliceDataset(_SliceDatasetBase):
         around = self._centres[i] if self._centres is not None and self.lesion_slice_weight > 1 else None
         item = dict(zip(keys, self._crop(arrays, rng, around)), subject=st.subject, slice=sj)
         if self.augment:
-            aug = self._augmentation("_aug", tuple(keys), ("A",))  # every stack has a lesion map or none does
-            item = augment_item(aug, item, int(rng.integers(2**32)), keys)
+            item = augment_item(self.augment_settings, item, int(rng.integers(2**32)), tuple(keys), ("A",))
         return item
 
 
@@ -490,10 +483,8 @@ class UnpairedSliceDataset(_SliceDatasetBase):
         item = {"A": a, "B": b, "mask": m, "subject": sa.subject, "slice": sj, "subject_b": sb.subject,
                 "slice_b": tj}
         if self.augment:
-            aug_a = self._augmentation("_aug_a", ("A", "mask"), ("A",))
-            aug_b = self._augmentation("_aug_b", ("B",), ())
-            item = augment_item(aug_a, item, int(rng.integers(2**32)), ("A", "mask"))
-            item = augment_item(aug_b, item, int(rng.integers(2**32)), ("B",))
+            item = augment_item(self.augment_settings, item, int(rng.integers(2**32)), ("A", "mask"), ("A",))
+            item = augment_item(self.augment_settings, item, int(rng.integers(2**32)), ("B",), ())
         return item
 
 

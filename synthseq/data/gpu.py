@@ -9,11 +9,11 @@ batched tensor ops (no Python loop over the batch, no host synchronisation):
    :meth:`GPUSliceBank.use_lesion_sampling` lesion slices drawn ``weight`` times as often;
 2. a crop window per item: random, kept so the crop covers as much of the slice as possible (a slice smaller
    than the crop lies wholly inside it), or centred when ``augment`` is False (an exact integer crop);
-3. with ``augment``: one affine per item (flip along W, rotation, isotropic zoom, shift; the choices of
-   :class:`~synthseq.data.transforms.AugmentSettings`) applied with ``kornia.geometry.transform.warp_affine`` to
-   A, B and mask together (ONE call on the concatenated channels, so a pair stays aligned; unpaired B gets its own
-   draw); the mask is re-binarized (> 0.5). Then intensity transforms on A only (multiplicative quadratic bias
-   field on ``A + 1``, gamma on ``(A + 1) / 2``, Gaussian noise), as in the MONAI path.
+3. with ``augment``: one affine per item (flip along W, rotation, isotropic zoom, shift) applied with kornia's
+   ``warp_affine`` to A, B and mask together (ONE call on the concatenated channels, so a pair stays aligned;
+   unpaired B gets its own draw); the mask is re-binarized (> 0.5). Then intensity transforms on A only
+   (multiplicative quadratic bias field, gamma, Gaussian noise). Parameters, distributions and operations are
+   those of :mod:`synthseq.data.transforms`, shared with the map-style datasets.
 
 Why draw the parameters ourselves and call kornia's functional warp rather than ``kornia.augmentation`` modules:
 those modules draw from the global RNG, so a batch could not be replayed from a given ``torch.Generator``. Here
@@ -38,7 +38,16 @@ from torch import Tensor
 from ..errors import InputError
 from .datasets import PairedSliceDataset, SliceStack, UnpairedSliceDataset
 from .layout import Subject
-from .transforms import AugmentSettings
+from .transforms import (
+    AugmentSettings,
+    Geometry,
+    apply_intensity,
+    bias_basis,
+    pixel_affine,
+    sample_geometry,
+    sample_intensity,
+    warp,
+)
 
 
 def rank_seed(seed: int, rank: int = 0) -> int:
@@ -139,9 +148,7 @@ class GPUSliceBank:
         half = (self.image_size - 1) / 2
         reach = half * (abs(np.cos(theta)) + abs(np.sin(theta))) / max(1.0 - s.scale, 0.5) + s.translate_px
         self._margin = int(np.ceil(reach - half)) + 2
-        yy, xx = torch.meshgrid(torch.linspace(-1, 1, self.image_size), torch.linspace(-1, 1, self.image_size),
-                                indexing="ij")
-        self._bias_basis = torch.stack([xx, yy, xx * xx, xx * yy, yy * yy]).to(self.device)  # (5, S, S)
+        self._bias_basis = bias_basis((self.image_size, self.image_size), self.device)  # (5, S, S)
 
     # ------------------------------------------------------------------------------------------ building
     @classmethod
@@ -272,6 +279,11 @@ class GPUSliceBank:
             raise ValueError(f"generator is on {g.device} but the bank is on {self.device}: "
                              f"use torch.Generator(device={str(self.device)!r})")
         dev, n = self.device, batch_size
+        # augmentation parameters first, from the same sampler as the map-style datasets: an item drawn from a
+        # generator seeded with s gets exactly the parameters augment_item(..., seed=s) gives it
+        geo_a = sample_geometry(self.settings, n, g) if augment else None
+        geo_b = sample_geometry(self.settings, n, g) if augment and not self.paired else geo_a
+        inten = sample_intensity(self.settings, n, g) if augment else None
         w = getattr(self, "_weights", None)
         ia = (torch.randint(len(self), (n,), generator=g, device=dev) if w is None
               else torch.multinomial(w, n, replacement=True, generator=g))
@@ -279,15 +291,15 @@ class GPUSliceBank:
         off_a = self._origins(ia, self._lo_a, self._hi_a, augment, g)
         off_b = off_a if self.paired else self._origins(ib, self._lo_b, self._hi_b, augment, g)
         c = self.in_channels
-        out = self._cut(self._src_a, ia, off_a, augment, g)
+        out = self._cut(self._src_a, ia, off_a, geo_a)
         if self.paired:
             a, b, m = out[:, :c], out[:, c: c + 1], out[:, c + 1:]
         else:
             a, m = out[:, :c], out[:, c:]
-            b = self._cut(self.B, ib, off_b, augment, g)
+            b = self._cut(self.B, ib, off_b, geo_b)
         if augment:
             m = (m > 0.5).to(m.dtype)
-            a = self._intensity(a, g)
+            a = apply_intensity(a, inten, self._bias_basis, g)
         out = {"A": a.float().contiguous(), "B": b.float().contiguous(), "mask": m[:, :1].float().contiguous()}
         if m.shape[1] > 1:
             out["lesion"] = m[:, 1:2].float().contiguous()
@@ -301,9 +313,11 @@ class GPUSliceBank:
         u = torch.rand(lo.shape, generator=g, device=self.device)
         return torch.minimum(lo + (u * (hi - lo + 1).float()).long(), hi)
 
-    def _cut(self, src: Tensor, idx: Tensor, origin: Tensor, augment: bool, g: torch.Generator) -> Tensor:
-        """Gather a window per item (indices clamped: border replication) and warp it to ``S x S``."""
+    def _cut(self, src: Tensor, idx: Tensor, origin: Tensor, geo: Geometry | None) -> Tensor:
+        """Gather a window per item (indices clamped: border replication) and warp it to ``S x S`` by ``geo``
+        (None: no augmentation, an exact crop)."""
         size, dev = self.image_size, self.device
+        augment = geo is not None
         margin = self._margin if augment else 0
         span = torch.arange(size + 2 * margin, device=dev)
         rows = (origin[:, :1] - margin + span).clamp(0, src.shape[2] - 1)  # (B, L)
@@ -312,41 +326,8 @@ class GPUSliceBank:
         win = src[idx[:, None, None, None], chans[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
         if not augment:
             return win
-        from kornia.geometry.transform import warp_affine  # imported on first use (seconds)
-
-        return warp_affine(win.float(), self._affine(idx.shape[0], margin, g), dsize=(size, size), mode="bilinear",
-                           padding_mode="border", align_corners=True)
-
-    def _affine(self, n: int, margin: int, g: torch.Generator) -> Tensor:
-        """``(B, 2, 3)`` source -> destination pixel maps: flip, rotation, zoom and shift about the crop centre."""
-        s, dev = self.settings, self.device
-        r = torch.rand((n, 6), generator=g, device=dev)
-        flip = torch.where(r[:, 0] < s.flip_prob, -1.0, 1.0)
-        on = (r[:, 1] < s.affine_prob).float()
-        angle = torch.deg2rad((2 * r[:, 2] - 1) * s.rotate_deg) * on
-        zoom = 1 + (2 * r[:, 3] - 1) * s.scale * on
-        shift = (2 * r[:, 4:6] - 1) * s.translate_px * on[:, None]  # (B, 2) as (x, y)
-        cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
-        lin = torch.stack([torch.stack([cos * flip, -sin], -1), torch.stack([sin * flip, cos], -1)], 1)  # (B,2,2)
-        c_dst = torch.full((n, 2), (self.image_size - 1) / 2, device=dev)
-        c_src = c_dst + margin
-        t = c_dst + shift - (lin @ c_src[:, :, None])[:, :, 0]
-        return torch.cat([lin, t[:, :, None]], 2)
-
-    def _intensity(self, a: Tensor, g: torch.Generator) -> Tensor:
-        """Bias field, gamma and noise on the input ``(B, C, S, S)`` (same draw for all channels of an item)."""
-        s, dev, n = self.settings, self.device, a.shape[0]
-        r = torch.rand((n, 5), generator=g, device=dev)
-        coef = (2 * torch.rand((n, 5), generator=g, device=dev) - 1) * s.bias_coeff * (r[:, :1] < s.bias_prob)
-        field = torch.exp(torch.einsum("bp,phw->bhw", coef, self._bias_basis))[:, None]
-        a = (a + 1) * field - 1
-        lg0, lg1 = np.log(s.gamma[0]), np.log(s.gamma[1])
-        gamma = torch.where(r[:, 1] < s.gamma_prob, torch.exp(lg0 + r[:, 2] * (lg1 - lg0)), torch.ones_like(r[:, 2]))
-        t = (a + 1) / 2
-        a = 2 * torch.sign(t) * t.abs().pow(gamma.view(n, 1, 1, 1)) - 1
-        std = torch.where(r[:, 3] < s.noise_prob, r[:, 4] * s.noise_std, torch.zeros_like(r[:, 4]))
-        noise = torch.randn(a.shape, generator=g, device=dev)
-        return a + noise * std.view(n, 1, 1, 1)
+        mats = pixel_affine(geo, (size, size), margin)
+        return warp(win, mats, (size, size))
 
 
 __all__ = ["GPUSliceBank", "rank_seed"]
