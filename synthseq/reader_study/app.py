@@ -206,11 +206,31 @@ def make_study_server(study_dir: str | Path, host: str = "127.0.0.1", port: int 
     """A threaded WSGI server for the study, bound but not yet serving (``port=0`` picks a free port)."""
     check_port(port)
     app = create_app(study_dir)
+    _check_can_listen(host, port)  # werkzeug itself would print a paragraph and sys.exit(1)
     try:
         return make_server(host, port, app, threaded=True, request_handler=_RedactingHandler)
     except (OSError, OverflowError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise InputError(f"{host}:{port}: cannot listen ({reason})") from exc
+    except SystemExit:  # werkzeug's own "port in use" exit, if the port was taken after the check
+        raise InputError(f"{host}:{port}: cannot listen (address already in use)") from None
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """InputError naming ``host:port`` if a server socket cannot be bound there (in use, no such address)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InputError(f"{host}:{port}: cannot listen ({exc.strerror or exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no conflict
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise InputError(f"{host}:{port}: cannot listen ({exc.strerror or exc})") from None
 
 
 def check_port(port: object) -> int:

@@ -79,6 +79,14 @@ class AnswerStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        try:
+            with self.path.open("rb") as fh:
+                magic = fh.read(16)
+        except FileNotFoundError:
+            magic = None
+        if magic and magic != b"SQLite format 3\0":  # SQLite would "open" (and write into) a short non-database
+            raise InputError(f"{self.path}: not an SQLite database; restore it from a backup or move it away to "
+                             "start empty")
         with self._connect() as conn:
             try:
                 conn.executescript(_SCHEMA)
@@ -87,8 +95,11 @@ class AnswerStore:
                 raise self._error(exc) from None
 
     def _error(self, exc: sqlite3.Error) -> InputError:
-        return InputError(f"{self.path}: not a readable answer database ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-                          "restore it from a backup or move it away to start empty")
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, sqlite3.OperationalError):  # the file may be fine: the system refused to open/write it
+            return InputError(f"{self.path}: cannot open or write the answer database ({reason})")
+        return InputError(f"{self.path}: not a readable answer database ({reason}); restore it from a backup or "
+                          "move it away to start empty")
 
     def _connect(self) -> _Closing:
         try:
