@@ -70,7 +70,9 @@ def test_page_in_chromium_matches_cli(dataset, tmp_path):
                  "--out", str(tmp_path / "cli.csv")]) == 0
     p_cli = float(next(csv.DictReader(open(tmp_path / "cli.csv")))["prob_ambulation_discharge"])
 
-    with OutcomeServerThread(create_app([str(model)])) as server, sync_playwright() as pw:
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    with OutcomeServerThread(create_app([str(model)], upload_root=uploads)) as server, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
         page.set_default_timeout(TIMEOUT_MS)
@@ -95,6 +97,19 @@ def test_page_in_chromium_matches_cli(dataset, tmp_path):
         expect(page.locator("#result-0 .vm-beside")).to_contain_text("van Middendorp: score 32 of 40, probability 99.5%")
         expect(page.locator("#result-vm")).to_contain_text("score 32")
         page.screenshot(path=str(tmp_path / "outcome_page.png"), full_page=True)
+
+        # An image through the form (multipart + CSRF token from the page): shown, then the upload is gone.
+        sub = dataset / "sub-0001"
+        page.set_input_files("#in-t2w", str(sub / "sub-0001_T2w.nii.gz"))
+        page.set_input_files("#in-labels", str(sub / "sub-0001_labels.nii.gz"))
+        page.click("#predict")
+        page.wait_for_selector("body[data-answered='2']")
+        expect(page.locator("#image-panel")).to_be_visible()
+        assert page.get_attribute("#image-png", "src").startswith("data:image/png;base64,")
+        assert float(page.get_attribute("#result-0 .pct", "data-probability")) == shown
+        assert list(uploads.iterdir()) == []
+        page.set_input_files("#in-t2w", [])
+        page.set_input_files("#in-labels", [])
 
         page.fill("#in-lems", "70")
         page.click("#predict")
