@@ -45,17 +45,24 @@ def _add_info(sub) -> None:
     p.add_argument("files", nargs="+", type=Path,
                    help="NIfTI files (.nii/.nii.gz), DICOM series folders or checkpoints (.pt)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--attach-evaluation", type=Path, default=None, metavar="SUMMARY",
+                   help="checkpoint only: first add the test results of an evaluation summary.json (synthseq "
+                   "evaluate) to its model card, in the checkpoint and in MODEL_CARD.md beside it")
     p.set_defaults(func=_run_info)
 
 
 def _run_info(args: argparse.Namespace) -> int:
     from .io import describe_volume, load_volume
 
+    if args.attach_evaluation is not None and (len(args.files) != 1 or args.files[0].suffix != ".pt"):
+        raise SynthseqError("--attach-evaluation: give exactly one checkpoint (.pt)")
     for path in args.files:
         if path.suffix == ".pt":
             from .training.checkpoint import load_checkpoint
-            from .training.model_card import model_card_of
+            from .training.model_card import attach_evaluation, model_card_of
 
+            if args.attach_evaluation is not None:
+                attach_evaluation(path, args.attach_evaluation)
             card = model_card_of(load_checkpoint(path), path)
             print(json.dumps({"path": str(path), "model_card": card}) if args.json else card)
             continue

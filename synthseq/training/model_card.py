@@ -129,6 +129,14 @@ def lesion_results(evaluation: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def held_out_check(evaluation: Mapping[str, Any], splits: Mapping[str, Any] | None) -> list[str]:
+    """Evaluated subjects that the checkpoint's split put in train or val (empty when none, or no split known)."""
+    if not splits:
+        return []
+    seen = set(splits.get("train") or []) | set(splits.get("val") or [])
+    return [s for s in evaluation.get("subjects") or [] if s in seen]
+
+
 def failure_modes(facts: Mapping[str, Any]) -> list[str]:
     """Known failure modes: measured ones (under-recovered lesion classes) first, then those by design."""
     out = []
@@ -208,6 +216,10 @@ def render_model_card(facts: Mapping[str, Any], date: _dt.datetime | None = None
     if ev:
         ours = (ev.get("methods") or {}).get(PSEUDO_METHOD) or {}
         lines.append(f"{ev.get('n_subjects', 'n/a')} subject(s): {', '.join(ev.get('subjects') or [])}")
+        seen = held_out_check(ev, subjects)
+        if seen:
+            lines += ["", f"**WARNING: {len(seen)} evaluated subject(s) were used in training or validation "
+                      f"({', '.join(seen)}): these are not held-out test results.**"]
         lines.append("")
         for m in IMAGE_METRICS:
             if m in ours and ours[m].get("mean") is not None:
@@ -275,4 +287,4 @@ def attach_evaluation(checkpoint: str | Path, summary: str | Path) -> Path:
 
 
 __all__ = ["CARD_NAME", "INTENDED_USE", "attach_evaluation", "build_model_card", "card_facts", "failure_modes",
-           "lesion_results", "model_card_of", "render_model_card", "write_model_card"]
+           "held_out_check", "lesion_results", "model_card_of", "render_model_card", "write_model_card"]

@@ -110,3 +110,23 @@ def test_old_checkpoint_gets_a_rendered_card_and_bad_summary_is_refused(tiny_cfg
     assert main(["info", str(tmp_path / "missing.pt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     torch.set_num_threads(1)
+
+
+def test_info_attaches_an_evaluation_and_warns_when_subjects_were_trained_on(tiny_cfg, tmp_path, capsys):
+    run_dir = run(tiny_cfg("pix2pix", "train.steps=2"))
+    splits = load_checkpoint(run_dir / "best.pt")["splits"]
+    summary = _summary(tmp_path / "summary.json")
+    ev = json.loads(summary.read_text())
+    ev["subjects"] = [*splits["test"], splits["train"][0]]  # one trained-on subject slipped in
+    summary.write_text(json.dumps(ev))
+    assert main(["info", str(run_dir / "best.pt"), "--attach-evaluation", str(summary)]) == 0
+    out = capsys.readouterr().out
+    assert f"**WARNING: 1 evaluated subject(s) were used in training or validation ({splits['train'][0]})" in out
+    assert out.strip() == (run_dir / CARD_NAME).read_text().strip()
+    ev["subjects"] = list(splits["test"])
+    summary.write_text(json.dumps(ev))
+    assert main(["info", str(run_dir / "best.pt"), "--attach-evaluation", str(summary)]) == 0
+    assert "WARNING" not in capsys.readouterr().out
+    assert main(["info", str(run_dir / "best.pt"), str(run_dir / "last.pt"), "--attach-evaluation",
+                 str(summary)]) == 2
+    assert "--attach-evaluation: give exactly one checkpoint" in capsys.readouterr().err
