@@ -199,3 +199,47 @@ def test_read_restart_resume_submit_analyze(rs, study, tmp_path):
     expected = sum(key[cid] == ANSWERS[i % 2]["call"] for i, cid in enumerate(order))
     assert (results["turing"]["R1"]["k"], results["turing"]["R1"]["n"]) == (expected, len(order))
     assert results["study"]["submitted"]["R1"]
+
+
+@pytest.mark.browser
+def test_t2w_beside_the_case_zoom_and_keys(rs, inputs, tmp_path):
+    """A study built with --t2w: both panes drawn, slice keys move both, zoom enlarges both, reading time kept."""
+    sync_playwright, chromium = _browser_or_skip()
+    from synthseq.reader_study import build_study
+
+    study = tmp_path / "study"
+    build_study(inputs["real"], inputs["synthetic"], study, ["R1"], seed=0, t2w=inputs["real"])
+    proc, url, links = rs.start_server(study)
+    try:
+        with sync_playwright() as pw:
+            context, page, errors = _open(pw, chromium, tmp_path / "profile", links["R1"])
+            for canvas in ("image", "t2w"):
+                stats = page.evaluate("""(id) => {
+                    const c = document.getElementById(id);
+                    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                    let s = 0, s2 = 0, n = d.length / 4;
+                    for (let i = 0; i < d.length; i += 4) { s += d[i]; s2 += d[i] * d[i]; }
+                    return [c.width, Math.sqrt(s2 / n - (s / n) ** 2)];
+                }""", canvas)
+                assert stats[0] > 1 and stats[1] > 5, (canvas, stats)
+            box = page.locator("#t2w").bounding_box()
+            page.keyboard.press("z")
+            _expect_text(page, "#zoom-text", "125%")
+            assert page.locator("#t2w").bounding_box()["width"] > box["width"] * 1.2  # the T2w zooms along
+            page.keyboard.press("f")
+            page.keyboard.press("End")
+            _expect_text(page, "#slice-text", "5 / 5")
+            page.keyboard.press("Home")
+            _expect_text(page, "#slice-text", "1 / 5")
+            page.wait_for_timeout(300)
+            page.keyboard.press("n")
+            _expect_text(page, "#case-title", "Case 2 of 6")
+            assert not errors, errors
+            context.close()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    from synthseq.reader_study.store import AnswerStore
+
+    first = json.loads((study / "manifest.json").read_text())["readers"]["R1"][0]
+    assert AnswerStore(study / "answers.sqlite").reading_seconds()[("R1", first)] > 0.2

@@ -277,3 +277,33 @@ def test_numpy_rejects_nothing_we_rely_on():
     from synthseq.io import MAX_VOXELS
 
     assert MAX_VOXELS * np.dtype(np.float32).itemsize == 4 * 2**30
+
+
+@pytest.mark.parametrize(("handler", "argv"), [
+    ("_run_info", ["info", "x.nii.gz"]),
+    ("_run_utility", ["utility", "--data", "d", "--checkpoint", "c.pt", "--out", "o"]),
+    ("_run_classify_train", ["classify", "train", "c.yaml"]),
+    ("_run_classify_predict", ["classify", "predict", "--model", "m", "--data", "d", "--out", "o.csv"]),
+    ("_run_outcome_fit", ["outcome", "fit", "c.yaml"]),
+    ("_run_evaluate", ["evaluate", "--pred", "p", "--target", "t", "--out", "o"]),
+    ("_run_reader_study_analyze", ["reader-study", "analyze", "s", "--out", "o"]),
+])
+@pytest.mark.parametrize("error", [
+    PermissionError(13, "Permission denied", "/ro/out\nfile.csv"),
+    OSError(27, "File too large", "/data/big.nii.gz"),
+    IsADirectoryError(21, "Is a directory", "/data/out", None, "/data/out2"),
+    OSError(28, "No space left on device"),
+], ids=["permission", "too-large", "two-paths", "no-path"])
+def test_any_oserror_anywhere_is_one_line_naming_the_path(cli, monkeypatch, handler, argv, error):
+    """cli.main catches OSError centrally: whichever command raised it, one line naming exc.filename."""
+    import synthseq.cli as cli_module
+
+    def boom(args):
+        raise error
+
+    monkeypatch.setattr(cli_module, handler, boom)
+    line = cli(*argv).refused(error.strerror)
+    if error.filename is not None:
+        assert str(error.filename).replace("\n", "\\n") in line
+    if error.filename2 is not None:
+        assert str(error.filename2) in line
