@@ -219,7 +219,8 @@ def build_study(
 
     parent = out.parent
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    _remove_stale_builds(parent, out.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", dir=parent))
     try:
         manifest_cases, key_rows, resampled = {}, [], []
         used: set[str] = set()
@@ -253,6 +254,21 @@ def build_study(
             shutil.rmtree(tmp)
     return BuildSummary(study=out, subjects=paired, cases=2 * len(paired), readers=readers, unpaired=unpaired,
                         resampled=resampled)
+
+
+def _remove_stale_builds(parent: Path, name: str) -> None:
+    """Delete half-built ``.NAME.<pid>.*`` folders of builds that were killed (their process no longer runs)."""
+    pattern = re.compile(rf"^\.{re.escape(name)}\.([0-9]+)\.[a-z0-9_]+$")
+    for entry in parent.iterdir():
+        m = pattern.match(entry.name)
+        if m is None or not entry.is_dir():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except (PermissionError, OverflowError):
+            pass
 
 
 def _check_readers(readers: list[str]) -> list[str]:

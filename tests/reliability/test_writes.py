@@ -307,3 +307,16 @@ def test_any_oserror_anywhere_is_one_line_naming_the_path(cli, monkeypatch, hand
         assert str(error.filename).replace("\n", "\\n") in line
     if error.filename2 is not None:
         assert str(error.filename2) in line
+
+
+def test_killed_study_build_leftovers_removed_by_the_next_build(study, tmp_path):
+    from synthseq.reader_study import build_study, read_key
+
+    files = {r["source"]: Path(r["file"]).parent for r in read_key(study)}
+    dead = _dead_pid()
+    stale = tmp_path / f".new.{dead}.abc12345"
+    (stale / "cases").mkdir(parents=True)
+    live = tmp_path / f".new.{os.getpid()}.zzz99999"  # a build in progress (this process): left alone
+    live.mkdir()
+    build_study(files["real"], files["synthetic"], tmp_path / "new", ["A"])
+    assert not stale.exists() and live.exists() and (tmp_path / "new" / "manifest.json").is_file()
