@@ -31,6 +31,9 @@ from .utils import atomic_write_text
 
 T = TypeVar("T")
 
+#: The shipped YAML configs (``configs/`` of the repository, installed with the package as ``synthseq/configs``).
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
 
 # ------------------------------------------------------------------------------------------- value checks
 def check_int(key: str, value: Any, low: int | None = 1, high: int | None = None) -> None:
