@@ -40,6 +40,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import fft as sfft
 
 from .presets import Preset
 from .sequences import Protocol, SignalBook, fat_null_ti, stir_signal, t1w_signal, t2w_signal
@@ -232,7 +233,7 @@ def kspace_sample(slices: np.ndarray, out_shape: tuple[int, int], ks: KSpace, si
     ka = np.linspace(-1, 1, ok, dtype=np.float32)[None, :]
     c0, c1, c2 = ks.phase_coef
     phase = np.exp(1j * (c0 + c1 * ja + c2 * ka)).astype(np.complex64)
-    spec = np.fft.fftshift(np.fft.fft2(slices * phase[None], axes=(1, 2)), axes=(1, 2))
+    spec = np.fft.fftshift(sfft.fft2(slices * phase[None], axes=(1, 2), workers=1), axes=(1, 2))
     j0, k0 = oj // 2 - nj // 2, ok // 2 - nk // 2
     scale = (nj * nk) / (oj * ok)
     win = kspace_window((nj, nk), ks)
@@ -244,8 +245,8 @@ def kspace_sample(slices: np.ndarray, out_shape: tuple[int, int], ks: KSpace, si
         # the window keeps mean(win^2) of its power, compensated so the image SD is sigma
         a = sigma * np.sqrt(nj * nk / max(float(np.mean(win * win)), 1e-6)) / scale
         noise = rng.standard_normal((2, n, nj, nk), dtype=np.float32)
-        spec = spec + a * (noise[0] + 1j * noise[1])
-    img = np.fft.ifft2(np.fft.ifftshift(spec * win[None], axes=(1, 2)), axes=(1, 2)) * scale
+        spec = spec + (a * (noise[0] + 1j * noise[1])).astype(np.complex64)
+    img = sfft.ifft2(np.fft.ifftshift(spec * win[None], axes=(1, 2)), axes=(1, 2), workers=1) * scale
     return img.astype(np.complex64)
 
 
@@ -281,12 +282,12 @@ def coil_sensitivity(body: np.ndarray, spacing: tuple[float, float, float], ks: 
         kk = np.arange(nk)
         post = np.interp(kk, kk[has], post[has])
         ant = np.interp(kk, kk[has], ant[has])
-    y = np.arange(nj, dtype=np.float64)[None, :, None] * dy
-    z = np.arange(nk, dtype=np.float64)[None, None, :] * dz
-    x = (np.arange(n, dtype=np.float64)[:, None, None] - (n - 1) / 2) * dx
+    y = (np.arange(nj, dtype=np.float32) * dy)[None, :, None]
+    z = (np.arange(nk, dtype=np.float32) * dz)[None, None, :]
+    x = ((np.arange(n, dtype=np.float32) - (n - 1) / 2) * dx)[:, None, None]
     R = ks.coil_radius_mm
     zs = (np.arange(ks.coil_elements) + 0.5) / ks.coil_elements * nk
-    total = np.zeros((n, nj, nk))
+    total = np.zeros((n, nj, nk), np.float32)
     for weight, surf, off in ((1.0, post, 12.0), (ks.coil_anterior, ant, -20.0)):
         if weight <= 0:
             continue
@@ -294,8 +295,8 @@ def coil_sensitivity(body: np.ndarray, spacing: tuple[float, float, float], ks: 
             ki = int(np.clip(zk, 0, nk - 1))
             yc, zc = surf[ki] * dy + off, zk * dz
             for xc in (-25.0, 25.0):
-                d2 = (y - yc) ** 2 + (z - zc) ** 2 + (x - xc) ** 2
-                total += (weight * (1.0 + d2 / (R * R)) ** -1.5) ** 2
+                d2 = ((y - np.float32(yc)) ** 2 + (z - np.float32(zc)) ** 2) + (x - np.float32(xc)) ** 2
+                total += np.float32(weight * weight) * (1.0 + d2 * np.float32(1.0 / (R * R))) ** -3
     sens = np.sqrt(total) ** ks.coil_exponent
     inside = sens[body] if body.any() else sens
     return (sens / max(float(inside.mean()), 1e-12)).astype(np.float32)

@@ -59,7 +59,7 @@ def render(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: f
     d = pr.pixel_mm / OVERSAMPLE
     spacing = (pr.slice_mm / pr.supersample, d, d)
     apply_textures(cv, painted, anat, comps, Channels([(t2f, book.t2w), (stf, book.stir), (t1f, book.t1w)]), tp,
-                   r_tex, spacing)
+                   r_tex, spacing, OVERSAMPLE)
 
     ss, o = pr.supersample, OVERSAMPLE
     labels = CLASS_LABEL[cv.cls[ss // 2::ss, ::o, ::o]]

@@ -80,23 +80,24 @@ def sample_texture(rng: np.random.Generator, age: float, randomized: bool = Fals
 
 
 # --------------------------------------------------------------------------------------------- fields
-def smooth_field(shape: tuple[int, ...], sigma_vox: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
+def smooth_field(shape: tuple[int, ...], sigma_vox: tuple[float, ...], rng: np.random.Generator,
+                 min_factor: tuple[int, ...] | None = None) -> np.ndarray:
     """Zero-mean, unit-SD Gaussian random field of correlation length ``sigma_vox`` (per axis), float32.
 
-    Computed on a grid coarsened by up to sigma/2 per axis and expanded back by repetition (cheap for long
-    correlation lengths; the blocks are smaller than the correlation length, and the acquisition's band
-    limit smooths them).
+    Computed on a grid coarsened by ``max(min_factor, sigma / 2)`` per axis and expanded back by repetition
+    (cheap for long correlation lengths; with ``min_factor`` = the painting oversampling, the blocks are the
+    acquisition voxels, whose band limit smooths them).
     """
-    f = [max(1, int(s / 2.0)) for s in sigma_vox]
+    mf = min_factor or (1,) * len(shape)
+    f = [max(int(m), int(s / 2.0), 1) for s, m in zip(sigma_vox, mf)]
     small = tuple(-(-n // k) for n, k in zip(shape, f))
     white = rng.standard_normal(small, dtype=np.float32)
     field = ndimage.gaussian_filter(white, [s / k for s, k in zip(sigma_vox, f)], mode="wrap")
+    field = (field - field.mean()) / max(float(field.std()), 1e-12)
     for ax, k in enumerate(f):
         if k > 1:
             field = np.repeat(field, k, axis=ax)
-    field = field[tuple(slice(0, n) for n in shape)]
-    sd = float(field.std())
-    return ((field - field.mean()) / max(sd, 1e-12)).astype(np.float32)
+    return np.ascontiguousarray(field[tuple(slice(0, n) for n in shape)], dtype=np.float32)
 
 
 def _bbox(mask: np.ndarray, pad: int = 2) -> tuple[slice, ...] | None:
@@ -140,7 +141,7 @@ class Channels:
 
 # ------------------------------------------------------------------------------------------- textures
 def apply_textures(cv, painted, anat, comps: list[dict[str, float]], ch: Channels, tp: TextureParams,
-                   rng: np.random.Generator, spacing: tuple[float, float, float]) -> None:
+                   rng: np.random.Generator, spacing: tuple[float, float, float], oversample: int = 1) -> None:
     """All textures, vessels and CSF flow voids, in place on the channels' fine arrays.
 
     Args:
@@ -151,27 +152,32 @@ def apply_textures(cv, painted, anat, comps: list[dict[str, float]], ch: Channel
         ch: the sequences' fine arrays, same shape as ``cv.cls``.
         tp: amplitudes; ``rng``: the texture stream.
         spacing: fine grid spacing (x, y, z) in mm.
+        oversample: in-plane painting oversampling (fields are drawn on the acquisition grid, no finer).
     """
     cls = cv.cls
-    mm = lambda *s: tuple(v / d for v, d in zip(s, spacing))  # noqa: E731  mm -> fine voxels per axis
-    _marrow(cls, comps, ch, tp, rng, mm)
-    _fat_lobules(cls, ch, tp, rng, mm)
-    _muscle(cls, ch, tp, rng, mm)
-    _discs(cv, painted, anat, ch, tp, rng, mm)
+
+    def field(shape: tuple[int, ...], *sigma_mm: float) -> np.ndarray:
+        """A unit random field on ``shape`` with correlation lengths in mm, from the texture stream."""
+        return smooth_field(shape, tuple(v / d for v, d in zip(sigma_mm, spacing)), rng, (1, oversample, oversample))
+
+    _marrow(cls, comps, ch, tp, rng, field)
+    _fat_lobules(cls, ch, tp, rng, field)
+    _muscle(cls, ch, tp, rng, field)
+    _discs(cv, painted, anat, ch, tp, rng, field)
     _endplates(cv, painted, anat, comps, ch)
     _vessels(cv, painted, anat, ch, tp, rng)
-    _csf_flow(cv, ch, tp, rng, mm)
+    _csf_flow(cv, ch, tp, rng, field)
 
 
-def _marrow(cls, comps, ch: Channels, tp: TextureParams, rng, mm) -> None:
+def _marrow(cls, comps, ch: Channels, tp: TextureParams, rng, field) -> None:
     m_all = (cls == MARROW) | (cls == POST_MARROW) | (cls == SKULL_MARROW)
     box = _bbox(m_all)
     if box is None:
         return
     m = m_all[box]
     shape = m.shape
-    fine = smooth_field(shape, mm(0.9, 0.7, 0.7), rng)
-    coarse = smooth_field(shape, mm(4.0, 5.0, 5.0), rng)
+    fine = field(shape, 0.9, 0.7, 0.7)
+    coarse = field(shape, 4.0, 5.0, 5.0)
     dff = tp.marrow_fine * fine[m] + tp.marrow_coarse * coarse[m]
     # fat gains at the expense of marrow water (fractions stay in range for ff within 0.15..0.85)
     ch.mix(box, m, dff, to="fat", frm="marrow_water")
@@ -181,34 +187,34 @@ def _marrow(cls, comps, ch: Channels, tp: TextureParams, rng, mm) -> None:
     ch.mix(box, m, bone, to="cortical_bone", frm=mw)
 
 
-def _fat_lobules(cls, ch: Channels, tp: TextureParams, rng, mm) -> None:
+def _fat_lobules(cls, ch: Channels, tp: TextureParams, rng, field) -> None:
     m_all = (cls == SUBCUT_FAT) | (cls == EPIFAT) | (cls == IM_FAT)
     box = _bbox(m_all)
     if box is None:
         return
     m = m_all[box]
-    f = smooth_field(m.shape, mm(tp.lobule_mm, tp.lobule_mm, tp.lobule_mm), rng)
+    f = field(m.shape, tp.lobule_mm, tp.lobule_mm, tp.lobule_mm)
     # septa: within ~0.5 mm of the field's zero-level set (|f| / |grad f| small); |f| < 0.15 is a good proxy
     septum = np.clip(1.0 - np.abs(f[m]) / 0.15, 0.0, 1.0) * tp.septa
     ch.mix(box, m, septum, to="skin", frm="fat")  # fibrous septa: dermis-like collagen
-    lob = smooth_field(m.shape, mm(8.0, 8.0, 8.0), rng)
+    lob = field(m.shape, 8.0, 8.0, 8.0)
     ch.mix(box, m, 0.03 * lob[m], to="skin", frm="fat")  # lobule-to-lobule fat content
 
 
-def _muscle(cls, ch: Channels, tp: TextureParams, rng, mm) -> None:
+def _muscle(cls, ch: Channels, tp: TextureParams, rng, field) -> None:
     m_all = cls == MUSCLE
     box = _bbox(m_all)
     if box is None:
         return
     m = m_all[box]
-    fib = smooth_field(m.shape, mm(1.0, 0.7, 9.0), rng)  # long along S-I: fibre direction
+    fib = field(m.shape, 1.0, 0.7, 9.0)  # long along S-I: fibre direction
     streak = np.clip(fib[m] - 1.4, 0.0, 1.0) * tp.muscle_fat
     ch.mix(box, m, streak, to="fat", frm="muscle")
-    fasc = smooth_field(m.shape, mm(2.5, 2.0, 12.0), rng)
+    fasc = field(m.shape, 2.5, 2.0, 12.0)
     ch.mix(box, m, tp.muscle_water * fasc[m], to="muscle_edema", frm="muscle")
 
 
-def _discs(cv, painted, anat, ch: Channels, tp: TextureParams, rng, mm) -> None:
+def _discs(cv, painted, anat, ch: Channels, tp: TextureParams, rng, field) -> None:
     cls = cv.cls
     for d, b, sm in painted.discs:
         if b is None:
@@ -220,7 +226,7 @@ def _discs(cv, painted, anat, ch: Channels, tp: TextureParams, rng, mm) -> None:
         ann = (c == ANNULUS) & near
         if not (nuc.any() or ann.any()):
             continue
-        het = smooth_field(c.shape, mm(1.5, 1.5, 0.8), rng)
+        het = field(c.shape, 1.5, 1.5, 0.8)
         if nuc.any():
             # intranuclear cleft: fibrous band ~1 mm thick at mid height
             cleft = tp.cleft * np.clip(1.0 - np.abs(S[nuc] - sm) / 0.6, 0.0, 1.0)
@@ -279,13 +285,13 @@ def _vessels(cv, painted, anat, ch: Channels, tp: TextureParams, rng) -> None:
         ch.scale(b.index, lumen, keep)
 
 
-def _csf_flow(cv, ch: Channels, tp: TextureParams, rng, mm) -> None:
+def _csf_flow(cv, ch: Channels, tp: TextureParams, rng, field) -> None:
     m_all = (cv.cls == CSF) & (cv.S[None] > 0.0)  # the spinal subarachnoid space, not the cisterns
     box = _bbox(m_all)
     if box is None:
         return
     m = m_all[box]
-    f = smooth_field(m.shape, mm(2.0, 1.5, 7.0), rng)
+    f = field(m.shape, 2.0, 1.5, 7.0)
     loss = np.clip(f[m] - 0.8, 0.0, 1.0)
     factors = [1.0 - tp.csf_void * float(rng.uniform(0.6, 1.0)) * loss for _ in ch.pairs]
     ch.scale(box, m, factors)

@@ -116,7 +116,7 @@ def test_osteophytes_and_bulges_are_painted():
 # --------------------------------------------------------------------------------------------- texture
 def test_smooth_field_is_unit_and_correlated():
     f = texture.smooth_field((40, 40, 40), (1.0, 1.0, 6.0), np.random.default_rng(0))
-    assert abs(float(f.mean())) < 1e-4 and float(f.std()) == pytest.approx(1.0, rel=1e-3)
+    assert abs(float(f.mean())) < 0.05 and float(f.std()) == pytest.approx(1.0, rel=0.05)
     along = np.corrcoef(f[:, :, :-2].ravel(), f[:, :, 2:].ravel())[0, 1]
     across = np.corrcoef(f[:-2].ravel(), f[2:].ravel())[0, 1]
     assert along > 0.7 and along > across + 0.2  # stretched along the third axis (muscle fibres)
@@ -146,7 +146,8 @@ def test_vessels_and_csf_flow_voids():
     x_void = np.abs(cvs.x[np.nonzero(void)[0]])
     assert x_void.min() > 10.0  # vertebral / carotid arteries are lateral, not in the midline
     csf = np.ones(cvs.cls.shape, np.float32)
-    texture._csf_flow(cvs, texture.Channels([(csf, {})]), tp, np.random.default_rng(0), lambda *s: s)
+    rng = np.random.default_rng(0)
+    texture._csf_flow(cvs, texture.Channels([(csf, {})]), tp, rng, lambda shape, *sig: texture.smooth_field(shape, sig, rng))
     in_csf = csf[(cvs.cls == CSF) & (cvs.S[None] > 0)]
     assert in_csf.min() < 0.9 and in_csf.max() == 1.0 and np.all(csf[cvs.cls != CSF] == 1.0)
     assert rec.acquisition["texture"]["vessel_void"] > 0.8
