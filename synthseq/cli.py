@@ -251,6 +251,63 @@ def _key_files(items: list[str] | None) -> dict[str, Path]:
     return out
 
 
+def _add_dataset(sub) -> None:
+    """``synthseq dataset check`` (owned by synthseq.data.qc)."""
+    p = sub.add_parser(
+        "dataset",
+        help="check a dataset (phantom layout, BIDS or CSV) before training: sequences, grids, pairs, contrasts",
+        description="synthseq dataset check DATA --out QC/: per subject the sequences found, shape, voxel size, "
+        "orientation, intensity range, grid overlap, NCC before/after rigid refinement and flags (no target, "
+        "misregistered pair, suspected wrong contrast from fat/CSF heuristics); QC/index.html with checkerboard "
+        "overlays and QC/qc.json. Exit status 1 (every unusable subject named on stderr) when any is unusable. "
+        "Training runs the same checks and refuses unusable pairs.",
+        formatter_class=_formatter,
+    )
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
+    c = dsub.add_parser("check", help="check every subject and write an HTML / JSON report",
+                        formatter_class=_formatter)
+    c.add_argument("data", type=Path, help="phantom-layout folder, BIDS folder or manifest CSV")
+    c.add_argument("--out", required=True, type=Path, help="report folder (must be empty unless --overwrite)")
+    c.add_argument("--inputs", default="T2w", help="input sequence key(s), comma-separated (default T2w)")
+    c.add_argument("--target", default="STIR", help="target sequence key (default STIR)")
+    c.add_argument("--bids", action="append", default=[], metavar="KEY=PATTERN",
+                   help="BIDS key map entry, e.g. STIR=acq-tirm_T2w (repeatable)")
+    c.add_argument("--sessions", choices=["separate", "grouped"], default="separate", help="BIDS sessions")
+    c.add_argument("--register", action="store_true",
+                   help="the run will refine pairs rigidly (data.register): misregistration is then a warning")
+    c.add_argument("--slice-plane", default="sagittal", help="plane of the checkerboard slices (default sagittal)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    c.set_defaults(func=_run_dataset_check)
+
+
+def _run_dataset_check(args: argparse.Namespace) -> int:
+    from .data.layout import load_subjects
+    from .data.qc import check_subjects, write_report
+    from .data.slicing import PLANE_CHOICES
+    from .errors import ConfigError, InputError
+
+    bids = {}
+    for item in args.bids:
+        key, sep, pattern = item.partition("=")
+        if not sep or not key.strip() or not pattern.strip():
+            raise ConfigError(f"--bids {item}: expected KEY=PATTERN, e.g. STIR=acq-tirm_T2w")
+        bids.setdefault(key.strip(), []).append(pattern.strip())
+    if args.slice_plane not in PLANE_CHOICES:
+        raise ConfigError(f"--slice-plane: expected one of {', '.join(PLANE_CHOICES)}, got {args.slice_plane!r}")
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.overwrite:
+        raise InputError(f"{args.out}: already exists and is not empty (use --overwrite to replace it)")
+    subjects = load_subjects(args.data, bids=bids, sessions=args.sessions)
+    inputs = _id_list(args.inputs) or ["T2w"]
+    reports = check_subjects(subjects, inputs, args.target, register=args.register, slice_plane=args.slice_plane)
+    page = write_report(reports, args.out, source=str(args.data), overwrite=args.overwrite)
+    bad = [r for r in reports if not r.usable]
+    warned = sum(1 for r in reports for lv, _ in r.flags if lv == "warn")
+    print(f"{len(reports)} subject(s) checked, {len(bad)} unusable, {warned} warning(s): {page}")
+    for r in bad:
+        print(f"synthseq: unusable: {r.subject}: {'; '.join(r.errors)}", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def _add_resample(sub) -> None:
     p = sub.add_parser(
         "resample",
@@ -680,7 +737,7 @@ def _run_reader_study_analyze(args: argparse.Namespace) -> int:
 
 _REGISTRY = (
     _add_info, _add_phantom, _add_train, _add_synthesize, _add_export, _add_evaluate, _add_demo,
-    _add_classify, _add_outcome, _add_utility, _add_reader_study, _add_resample,
+    _add_classify, _add_outcome, _add_utility, _add_reader_study, _add_resample, _add_dataset,
 )
 
 

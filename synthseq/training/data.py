@@ -3,7 +3,8 @@
 * Subjects come from ``cfg.data.root`` (phantom layout, BIDS or CSV: :mod:`synthseq.data.layout`) and are split
   BY SUBJECT into train / val / test (a splits file, the manifest's ``split`` column, k-fold or seeded fractions;
   ``splits.json`` in the run folder and in the checkpoint; a resumed run reuses the stored split). Subjects that
-  lack the target are left out of paired training and validation with one line naming them.
+  lack the target are left out of paired training and validation with one line naming them; the other pairs go
+  through the checks of ``synthseq dataset check`` first, and unusable ones stop the run with their reasons.
 * Training batches come either from a :class:`~synthseq.data.gpu.GPUSliceBank` (all slices resident on the
   training device, augmented there; the default on CUDA and on CPU alike, where it also beats a DataLoader with
   per-sample MONAI transforms on a few cores), or, with ``data.gpu_resident=false``, from a map-style slice dataset
@@ -259,6 +260,18 @@ def common_spacing(dataset: Any) -> tuple[float, float] | None:
     return None
 
 
+def check_pairs(cfg: Config, subjects: list[Subject]) -> None:
+    """The checks of ``synthseq dataset check`` (:mod:`synthseq.data.qc`) on the pairs a paired run trains and
+    validates on; InputError naming every unusable subject and why."""
+    from ..data.qc import check_subjects, unusable_line
+
+    d = cfg.data
+    line = unusable_line(check_subjects(subjects, d.input_keys, d.target_key, register=d.register,
+                                        slice_plane=d.slice_plane))
+    if line:
+        raise InputError(f"data.root={d.root}: {line} (see synthseq dataset check)")
+
+
 def slice_plane_of(dataset: Any, cfg: Config) -> str:
     """The one plane every training stack was cut in (ConfigError naming two subjects that differ)."""
     planes = {st.subject: st.view.plane for st in getattr(dataset, "stacks_a", []) if st.view is not None}
@@ -273,6 +286,8 @@ def build_run_data(cfg: Config, device: torch.device, info: ddp.DistInfo, run_di
     """Subjects -> split -> training batch source + validation batches (see the module docstring)."""
     splits, by_id = subject_splits(cfg, run_dir, resume)
     inputs, targets = usable(cfg, [by_id[s] for s in splits["train"]], "train")
+    if cfg.data.paired:
+        check_pairs(cfg, inputs + [s for s in (by_id[i] for i in splits["val"]) if s.has(cfg.data.target_key)])
     dataset = train_dataset(cfg, inputs, targets)
     plane = slice_plane_of(dataset, cfg)
     spacing = common_spacing(dataset)

@@ -95,3 +95,26 @@ def test_init_from_copies_weights_and_names_shape_mismatches(tiny_cfg, tmp_path)
     # a run started from it trains with a fresh optimizer
     tuned = run(tiny_cfg("pix2pix", "train.steps=1", f"train.init_from={first / 'best.pt'}", out="tuned"))
     assert load_checkpoint(tuned / "last.pt")["step"] == 1
+
+
+def test_training_refuses_unusable_pairs_with_the_dataset_check_reasons(tiny_cfg, tiny_root, tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from synthseq.errors import InputError
+    from synthseq.training import run
+
+    root = _copy_layout(tiny_root, tmp_path / "data")
+    path = root / "sub-0003" / "sub-0003_STIR.nii.gz"
+    img = nib.load(str(path))
+    shifted = np.roll(np.asarray(img.dataobj), 4, axis=1)  # 4 mm anterior-posterior against its T2w
+    nib.save(nib.Nifti1Image(shifted, img.affine), str(path))
+    splits = tmp_path / "splits.json"
+    splits.write_text('{"train": ["sub-0001", "sub-0002", "sub-0003"], "val": ["sub-0004"], "test": ["sub-0005"]}')
+    with pytest.raises(InputError) as exc:
+        run(tiny_cfg("pix2pix", f"data.root={root}", "train.steps=1", f"data.splits={splits}"))
+    msg = str(exc.value)
+    assert msg.startswith(f"data.root={root}: 1 unusable subject(s): sub-0003: misregistered pair")
+    assert "\n" not in msg and not (tmp_path / "run").exists()
+    # with data.register=true the run refines the pair itself: no refusal
+    run(tiny_cfg("pix2pix", f"data.root={root}", "train.steps=1", f"data.splits={splits}", "data.register=true"))
