@@ -349,7 +349,7 @@ class Synthesizer:
         unc = None
         if std is not None:
             unc = volume.with_data(np.ascontiguousarray(view.from_slices(std) * np.float32(params.scale)))
-            _float32_header(unc)
+            _float32_header(unc, "uncertainty")
         return out, unc
 
     def _work_size(self, volume: Volume, view: SliceView, size: tuple[int, int]) -> tuple[int, int]:
@@ -422,11 +422,19 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
-def _float32_header(volume: Volume) -> None:
-    """The output is written as unscaled float32, whatever the input's on-disk type was."""
-    if volume.header is not None:
-        volume.header.set_data_dtype(np.float32)
-        volume.header.set_slope_inter(1.0, 0.0)
+def _float32_header(volume: Volume, kind: str = "pseudo") -> None:
+    """The output is written as unscaled float32, whatever the input's on-disk type was, and its header is marked
+    synthetic (:func:`synthseq.provenance.mark_header`), so even a plain ``save_volume`` of it never carries the
+    input's description (a DICOM input, which has no header, gets a fresh NIfTI header)."""
+    import nibabel as nib
+
+    from .provenance import mark_header
+
+    if volume.header is None:
+        volume.header = nib.Nifti1Header()
+    volume.header.set_data_dtype(np.float32)
+    volume.header.set_slope_inter(1.0, 0.0)
+    mark_header(volume.header, kind)
 
 
 # ------------------------------------------------------------------------------------------ files

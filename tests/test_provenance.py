@@ -228,3 +228,18 @@ def test_output_may_be_left_out_only_for_a_bids_dataset(tmp_path, ckpt, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--output is required" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub-01_T2w.nii.gz"]
+
+
+def test_python_api_outputs_carry_the_marks_even_through_plain_save_volume(tmp_path, ckpt):
+    from synthseq.io import load_volume
+    from synthseq.synthesis import Synthesizer
+
+    synth = Synthesizer.from_checkpoint(ckpt, device="cpu")
+    t2w = load_volume(_t2w(tmp_path / "sub-01_T2w.nii.gz"))
+    pred, unc = synth.predict(t2w, uncertainty=True)
+    for vol, name, kind in ((pred, "p.nii.gz", "pseudo-STIR by"), (unc, "u.nii.gz", "pseudo-STIR uncertainty")):
+        hdr = nib.load(str(save_volume(vol, tmp_path / name))).header
+        assert hdr["descrip"].tobytes().decode().startswith(f"SYNTHETIC {kind}")
+    headerless = Volume(t2w.data, t2w.affine)  # e.g. a DICOM series: no NIfTI header to copy
+    assert synth(headerless).header["descrip"].tobytes().startswith(b"SYNTHETIC pseudo-STIR")
+    assert t2w.header["descrip"].tobytes().startswith(b"Philips T2w")  # the input's own header is untouched
