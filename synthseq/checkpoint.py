@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .data.preprocess import Preprocessor
+from .data.preprocess import DEFAULT_PERCENTILES, Preprocessor
 from .errors import InputError
 from .utils import atomic_path
 
@@ -103,7 +103,7 @@ class ModelSpec:
         config = dict(ckpt["config"])
         data = config.get("data", {}) or {}
         pre = ckpt.get("preprocessing") or ckpt.get("normalization") or {
-            "method": data.get("norm", "percentile"), "percentiles": data.get("norm_percentiles", (0.5, 99.5))}
+            "method": data.get("norm", "percentile"), "percentiles": data.get("norm_percentiles", DEFAULT_PERCENTILES)}
         spacing = ckpt.get("pixel_spacing_mm")
         return cls(
             kind=str(ckpt["kind"]), config=config, preprocessing=Preprocessor.from_dict(pre),

@@ -94,15 +94,16 @@ def subject_stack(volumes: list[Volume], cfg: ClassifierConfig) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    from ..data.normalize import normalize
+    from ..data.preprocess import Preprocessor
     from ..data.slicing import SagittalView
 
     view = SagittalView.from_affine(volumes[0].affine)
+    pre = Preprocessor()
     parts = []
     for vol in volumes:
         if vol.shape != volumes[0].shape:
             raise InputError(f"{vol.name}: grid {vol.shape} differs from the T2w grid {volumes[0].shape}")
-        y, _ = normalize(vol.data, "percentile", (0.5, 99.5), clip=True, name=vol.name)
+        y, _ = pre(vol.data, clip=True, name=vol.name)  # the one preprocessing rule (as the GAN's inputs)
         slices = view.to_slices(y)
         idx = slab_indices(slices.shape[0], view.slice_spacing(vol.spacing), cfg.n_slices, cfg.slab_mm)
         sel = torch.from_numpy(np.ascontiguousarray(slices[idx], dtype=np.float32))[None]
