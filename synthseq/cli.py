@@ -278,6 +278,37 @@ def _add_dataset(sub) -> None:
     c.add_argument("--slice-plane", default="sagittal", help="plane of the checkerboard slices (default sagittal)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     c.set_defaults(func=_run_dataset_check)
+    d = dsub.add_parser("import-dicom", help="sort a DICOM study folder by series, recognise T2w/STIR/T1w, write NIfTI",
+                        description="Sort every DICOM image under STUDY by series (like dcm2niix), recognise each "
+                        "series from SeriesDescription / ProtocolName / ScanningSequence / InversionTime (STIR: "
+                        "inversion recovery with TI 130-250 ms) and write OUT/sub-ID/anat/sub-ID_<key>.nii.gz plus "
+                        "OUT/sub-ID/series.tsv; mixed or incomplete series stop it with one line naming the series.",
+                        formatter_class=_formatter)
+    d.add_argument("study", type=Path, help="folder with the study's DICOM files (any depth, any names)")
+    d.add_argument("--out", required=True, type=Path, help="dataset folder to add the subject to")
+    d.add_argument("--subject", default=None, help="subject id (default: sub-<PatientID>)")
+    d.add_argument("--series", action="append", default=[], metavar="ID=KEY",
+                   help="override: series NUMBER, UID or description -> key (T2w, STIR, T1w, or 'other' to skip)")
+    d.add_argument("--overwrite", action="store_true", help="replace the subject's folder if it exists")
+    d.set_defaults(func=_run_import_dicom)
+
+
+def _run_import_dicom(args: argparse.Namespace) -> int:
+    from .data.dicom import import_study
+    from .errors import ConfigError
+
+    overrides = {}
+    for item in args.series:
+        ident, sep, key = item.partition("=")
+        if not sep or not ident.strip() or not key.strip():
+            raise ConfigError(f"--series {item}: expected ID=KEY, e.g. 7=STIR")
+        overrides[ident.strip()] = key.strip()
+    dest, rows = import_study(args.study, args.out, args.subject, overrides, overwrite=args.overwrite)
+    for r in rows:
+        print(f"series {r['series']} {r['description']!r} ({r['images']} images): "
+              f"{r['key'] or 'skipped'} ({r['why']})")
+    print(dest)
+    return 0
 
 
 def _run_dataset_check(args: argparse.Namespace) -> int:

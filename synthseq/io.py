@@ -207,44 +207,112 @@ def _scaled(img: nib.spatialimages.SpatialImage) -> np.ndarray:
     return np.asarray(img.get_fdata(dtype=np.float32))
 
 
-def _load_dicom_series(folder: Path, *, allow_zero: bool) -> Volume:
-    """Read one DICOM series from ``folder``, slices sorted by position along the slice normal."""
+def read_dicom_folder(folder: Path) -> list:
+    """Every DICOM image (pydicom datasets with pixels and geometry tags) under ``folder``, any depth; other files
+    are skipped. InputError naming the folder when there is none."""
     try:
         import pydicom
     except ImportError as exc:  # pragma: no cover - pydicom is a dependency
         raise InputError(f"{folder}: reading DICOM needs pydicom (pip install pydicom)") from exc
 
     datasets = []
-    for f in sorted(p for p in folder.iterdir() if p.is_file()):
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
             ds = pydicom.dcmread(str(f), stop_before_pixels=False)
         except Exception:  # noqa: BLE001 - non-DICOM files in the folder are skipped
             continue
-        if "PixelData" in ds and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
+        if "PixelData" in ds:
+            ds.filename = str(f)
             datasets.append(ds)
     if not datasets:
         raise InputError(f"{folder}: folder holds no NIfTI file and no readable DICOM image")
-    series = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in datasets}
-    if len(series) > 1:
-        raise InputError(f"{folder}: holds {len(series)} DICOM series; put one series per folder")
+    return datasets
 
-    iop = np.asarray(datasets[0].ImageOrientationPatient, dtype=np.float64)
+
+def _load_dicom_series(folder: Path, *, allow_zero: bool) -> Volume:
+    """Read the one DICOM series of ``folder`` (:func:`dicom_series_volume`); a folder holding several series is
+    refused with their names (``synthseq dataset import-dicom`` sorts a study folder by series)."""
+    datasets = read_dicom_folder(folder)
+    series: dict[str, list] = {}
+    for ds in datasets:
+        series.setdefault(str(getattr(ds, "SeriesInstanceUID", "")), []).append(ds)
+    if len(series) > 1:
+        names = ", ".join(dicom_series_name(v[0]) for v in series.values())
+        raise InputError(f"{folder}: holds {len(series)} DICOM series ({names}); put one series per folder or "
+                         "sort the study with synthseq dataset import-dicom")
+    return dicom_series_volume(datasets, str(folder), allow_zero=allow_zero, path=folder)
+
+
+def dicom_series_name(ds) -> str:
+    """``series 5 'T2_TSE_SAG'``: how messages name a DICOM series."""
+    number = getattr(ds, "SeriesNumber", None)
+    desc = str(getattr(ds, "SeriesDescription", "") or getattr(ds, "ProtocolName", "") or "")
+    return f"series {number if number is not None else '?'}" + (f" {desc!r}" if desc else "")
+
+
+#: Slice steps may differ from the median step by this fraction before a gap (a missing slice) is reported.
+DICOM_GAP_TOLERANCE = 0.1
+
+
+def dicom_series_volume(datasets: list, name: str, *, allow_zero: bool = False, path: Path | None = None) -> Volume:
+    """One DICOM series (a list of single-frame pydicom datasets) -> :class:`Volume`, slices sorted by position
+    along the slice normal.
+
+    Refused with one line naming ``name`` (and the files concerned): an image without PixelSpacing,
+    ImagePositionPatient or ImageOrientationPatient; slices of different sizes or orientations; two slices at one
+    position (a duplicated or mixed series); a gap in the positions (a missing slice: a step more than
+    :data:`DICOM_GAP_TOLERANCE` off the median step).
+    """
+    for ds in datasets:
+        fname = Path(str(getattr(ds, "filename", "") or "?")).name
+        for tag in ("PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient"):
+            if tag not in ds or ds.get(tag) in (None, ""):
+                raise InputError(f"{name}: {fname} has no {tag}; cannot place its pixels in mm")
+    first = datasets[0]
+    first_name = Path(str(getattr(first, "filename", "") or "?")).name
+    size0 = (int(first.Rows), int(first.Columns))
+    iop = np.asarray(first.ImageOrientationPatient, dtype=np.float64)
+    spacing0 = tuple(float(v) for v in first.PixelSpacing)
+    for ds in datasets[1:]:
+        fname = Path(str(getattr(ds, "filename", "") or "?")).name
+        size = (int(ds.Rows), int(ds.Columns))
+        if size != size0:
+            raise InputError(f"{name}: slices of different sizes ({size0[0]}x{size0[1]} in {first_name}, "
+                             f"{size[0]}x{size[1]} in {fname}): a mixed series")
+        if not np.allclose(np.asarray(ds.ImageOrientationPatient, dtype=np.float64), iop, atol=1e-4):
+            raise InputError(f"{name}: slices of different orientations ({first_name}, {fname}): a mixed series")
+        if not np.allclose([float(v) for v in ds.PixelSpacing], spacing0, rtol=1e-4):
+            raise InputError(f"{name}: slices of different pixel spacings ({first_name}, {fname}): a mixed series")
     row_dir, col_dir = iop[:3], iop[3:]
     normal = np.cross(row_dir, col_dir)
-    datasets.sort(key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, dtype=np.float64), normal)))
+    datasets = sorted(datasets, key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, dtype=np.float64),
+                                                            normal)))
     positions = np.array([np.asarray(ds.ImagePositionPatient, dtype=np.float64) for ds in datasets])
-    row_spacing, col_spacing = (float(v) for v in datasets[0].PixelSpacing)
+    row_spacing, col_spacing = spacing0
     if len(datasets) > 1:
-        steps = np.diff(positions @ normal)
+        along = positions @ normal
+        steps = np.diff(along)
+        dup = np.flatnonzero(steps < 1e-3)
+        if dup.size:
+            a, b = (Path(str(getattr(datasets[i], "filename", "?"))).name for i in (dup[0], dup[0] + 1))
+            raise InputError(f"{name}: two slices share one position ({along[dup[0]]:.2f} mm along the slice "
+                             f"normal: {a}, {b}); a duplicated or mixed series")
         slice_spacing = float(np.median(steps))
-        if slice_spacing <= 0:
-            raise InputError(f"{folder}: DICOM slices share one position; cannot build a volume")
+        off = np.flatnonzero(np.abs(steps - slice_spacing) > DICOM_GAP_TOLERANCE * slice_spacing)
+        if off.size:
+            k = int(off[0])
+            raise InputError(f"{name}: a gap of {steps[k]:.2f} mm between the slices at {along[k]:.2f} and "
+                             f"{along[k + 1]:.2f} mm along the normal (slice spacing {slice_spacing:.2f} mm); a "
+                             "slice is missing or the series is incomplete")
     else:
         slice_spacing = float(getattr(datasets[0], "SliceThickness", 1.0) or 1.0)
 
     frames = []
     for ds in datasets:
         arr = ds.pixel_array.astype(np.float32)
+        if arr.ndim != 2:
+            raise InputError(f"{name}: {Path(str(getattr(ds, 'filename', '?'))).name} holds {arr.ndim}D pixel "
+                             "data; expected single-frame grey-level slices")
         slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
         intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
         frames.append(arr * slope + intercept)
@@ -258,8 +326,8 @@ def _load_dicom_series(folder: Path, *, allow_zero: bool) -> Volume:
     lps[:3, 2] = normal * slice_spacing
     lps[:3, 3] = positions[0]
     affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM is LPS+, NIfTI world is RAS+
-    check_volume_data(data, str(folder), allow_zero=allow_zero)
-    return Volume(data=data, affine=affine, header=None, path=folder)
+    check_volume_data(data, name, allow_zero=allow_zero)
+    return Volume(data=data, affine=affine, header=None, path=path)
 
 
 # ---------------------------------------------------------------------------------------------------- save
