@@ -303,7 +303,7 @@ def _run(cfg: Config, info: ddp.DistInfo, device: torch.device) -> Path:
     start = trainer.step
     if info.is_main:
         save_config(cfg, run_dir / "config.yaml")
-    logger = RunLogger(run_dir, enabled=info.is_main, start_step=start)
+    logger = RunLogger(run_dir, enabled=info.is_main, start_step=start, total_steps=t.steps)
     logger.text("config", dump_config(cfg), start)
     try:
         _loop(trainer, logger, start)
@@ -323,6 +323,8 @@ def _loop(trainer: Trainer, logger: RunLogger, start: int) -> None:
     for _ in bar:
         sums, batch, fakes = trainer.train_step()
         step = trainer.step
+        if step == start + 1:  # a CPU run sized for a GPU: say how long it will take, once
+            logger.first_step(time.perf_counter() - t0, t.steps - step, trainer.device.type)
         for k, v in sums.items():
             window[k] = window[k] + v if k in window else v
         n_window += 1
@@ -333,7 +335,7 @@ def _loop(trainer: Trainer, logger: RunLogger, start: int) -> None:
             elapsed = time.perf_counter() - t0
             ips = per_step * n_window / max(elapsed, 1e-9)
             losses = {k: float(v) / n_window for k, v in window.items()}
-            logger.train(step, losses, trainer.lr, ips)
+            logger.train(step, losses, trainer.lr, ips, seconds_per_step=elapsed / n_window)
             bar.set_postfix(G=f"{losses['G']:.3f}", D=f"{losses['D']:.3f}", img_s=f"{ips:.0f}")
             window, n_window, t0 = {}, 0, time.perf_counter()
 
