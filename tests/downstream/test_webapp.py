@@ -312,3 +312,23 @@ def test_upload_with_a_real_checkpoint_shows_pseudo_stir(fitted, dataset, tiny_c
     assert r.json["image"]["pseudo_stir"] is True and r.json["image"]["png"].startswith("data:image/png;base64,")
     assert "T2w" in app.test_client().get("/").get_data(as_text=True)
     assert list(uploads.iterdir()) == []
+
+
+def test_card_without_records_and_a_failing_synthesizer(fitted, dataset):
+    """A model whose metrics lack the cohort record and hold missing values still renders; a synthesizer that
+    fails on an upload gives 422 naming the T2w, not HTTP 500."""
+    model = OutcomeModel.load(fitted["amb"])
+    model.metrics = {"cv": {"auc": 0.7, "auc_ci_low": None, "auc_ci_high": None, "brier": None}}
+
+    def broken(t2w):
+        raise RuntimeError(f"{t2w.path}: kernel size can't be greater than actual input size")
+
+    c = create_app([model], paths=["in-memory"], synthesizer=broken, csrf_token=TOKEN).test_client()
+    page = c.get("/").get_data(as_text=True)
+    assert "AUC <strong>0.700</strong>" in page and "n/a" in page and "is not recorded in this model file" in page
+    subjects, patients = _patients(dataset)
+    form = {"patient": json.dumps(patients[0]), "csrf_token": TOKEN, **_upload(dataset, subjects[0])}
+    r = c.post("/api/predict", data=form, content_type="multipart/form-data")
+    assert r.status_code == 422
+    assert r.json["errors"]["t2w"] == ("pseudo-STIR synthesis failed on the uploaded T2w: uploaded T2w: kernel "
+                                       "size can't be greater than actual input size")

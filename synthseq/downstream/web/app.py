@@ -39,7 +39,7 @@ from flask import Flask, Response, abort, jsonify, render_template, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from ...errors import InputError, SynthseqError
+from ...errors import InputError
 from ..dataset import Cohort, read_cohort
 from ..features import FEATURE_NAMES, extract_features, hyperintense_masks
 from ..outcome import Explainer, OutcomeModel, design_matrix
@@ -257,8 +257,9 @@ class Predictor:
             if self.synthesizer is not None:
                 try:
                     pseudo = self.synthesizer(t2w)
-                except SynthseqError as exc:
-                    return None, {}, {"t2w": f"pseudo-STIR synthesis failed: {str(exc).replace(str(dest), 'T2w')}"}
+                except Exception as exc:  # noqa: BLE001 - any failure on this upload is the upload's answer
+                    msg = (str(exc).splitlines() or [type(exc).__name__])[0].replace(str(t2w.path), "uploaded T2w")
+                    return None, {}, {"t2w": f"pseudo-STIR synthesis failed on the uploaded T2w: {msg}"[:300]}
             rows: dict[str, np.ndarray] = {}
             need = {pm.source for pm in self.models if pm.needs_volume}
             if need and labels is None:
@@ -355,9 +356,12 @@ def _image_panel(t2w, pseudo, labels) -> dict:
     s, how = a.shape[0] // 2, "middle slice"
     if labels is not None:
         lab = np.rint(labels.data).astype(np.int64)
-        masks = hyperintense_masks(np.asarray((pseudo if pseudo is not None else t2w).data, np.float64), lab,
-                                   t2w.affine)
-        count = view.to_slices((masks["cord"] | masks["marrow"]).astype(np.uint8)).sum(axis=(1, 2))
+        try:
+            masks = hyperintense_masks(np.asarray((pseudo if pseudo is not None else t2w).data, np.float64), lab,
+                                       t2w.affine)
+            count = view.to_slices((masks["cord"] | masks["marrow"]).astype(np.uint8)).sum(axis=(1, 2))
+        except (InputError, ValueError, IndexError):  # labels without the regions the masks need
+            count = np.zeros(1)
         if count.max() > 0:
             s, how = int(np.argmax(count)), f"slice with the most hyperintense lesion voxels ({int(count.max())})"
     plt = _plt()
@@ -405,6 +409,7 @@ def create_app(models, *, paths: list[str | None] | None = None, synthesizer: Ca
 
     here = Path(__file__).parent
     app = Flask(__name__, static_folder=str(here / "static"), template_folder=str(here / "templates"))
+    app.jinja_env.filters["f3"] = lambda v: "n/a" if v is None or not np.isfinite(v) else f"{v:.3f}"
     app.config.update(MAX_CONTENT_LENGTH=int(max_upload_mb * 1024 * 1024), JSON_SORT_KEYS=False)
     app.url_map.merge_slashes = False
     app.extensions["synthseq_outcome"] = predictor
