@@ -13,7 +13,6 @@ import urllib.request
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 import pytest
 
 
@@ -270,13 +269,6 @@ def test_refused_runs_leave_no_splits_json(cli, tiny, tiny_root, tmp_path):
     with pytest.raises(ConfigError, match="train.steps"):
         run(from_dict(Config, raw))
     assert not (tmp_path / "api").exists()
-
-
-def test_numpy_rejects_nothing_we_rely_on():
-    """Guard for the NIfTI limit: 2**30 float32 voxels is 4 GiB, the header check refuses before numpy allocates."""
-    from synthseq.io import MAX_VOXELS
-
-    assert MAX_VOXELS * np.dtype(np.float32).itemsize == 4 * 2**30
 
 
 @pytest.mark.parametrize(("handler", "argv"), [
