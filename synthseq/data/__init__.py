@@ -9,7 +9,7 @@ from importlib import import_module
 from .layout import Subject, load_subjects, read_manifest_csv, scan_phantom_layout, split_subjects
 from .normalize import NormParams, denormalize, normalize
 from .registration import align_pair, ncc, resample_to, rigid_register, same_grid
-from .slicing import SagittalView, stack_context, unstack_context
+from .slicing import SagittalView, SliceView, stack_context, unstack_context
 
 _LAZY = {
     "PairedSliceDataset": "datasets", "UnpairedSliceDataset": "datasets", "SliceStack": "datasets",
@@ -25,7 +25,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "AugmentSettings", "GPUSliceBank", "NormParams", "PairedSliceDataset", "SagittalView", "SliceStack", "Subject",
+    "AugmentSettings", "GPUSliceBank", "NormParams", "PairedSliceDataset", "SagittalView", "SliceStack", "SliceView",
+    "Subject",
     "UnpairedSliceDataset", "align_pair", "body_mask_from_intensity",
     "denormalize", "load_subjects", "ncc", "normalize", "prepare_subject", "read_manifest_csv", "resample_to",
     "rigid_register", "same_grid", "scan_phantom_layout", "split_subjects", "stack_context", "unstack_context",

@@ -1,4 +1,5 @@
-"""Subjects, cohort table and subject-level splits for the downstream models.
+"""Subjects and cohort table for the downstream models (subject-level splits: :func:`synthseq.data.layout.split_subjects`
+with ``stratify=``, the package's one split rule).
 
 A downstream data folder has the phantom's layout (``docs/overview.md``)::
 
@@ -141,32 +142,3 @@ def check_labels(names, allowed=LABEL_COLUMNS, what: str = "label") -> list[str]
     if not names:
         raise ConfigError(f"at least one {what} is needed (known: {', '.join(allowed)})")
     return names
-
-
-def split_subjects(subjects, y: np.ndarray, test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Subject-level train/test split that keeps both classes of every column of ``y`` ``(N,)`` / ``(N, L)``
-    on both sides whenever the counts allow (so held-out AUCs are defined).
-
-    Seeded random permutations are tried in turn (the first whose test and training parts each hold both classes
-    of every column wins); if none does within 500 tries, the first permutation is used.
-    """
-    subjects = list(subjects)
-    if not 0 < test_fraction < 1:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    y = np.asarray(y).reshape(len(subjects), -1)
-    n_test = max(1, int(round(test_fraction * len(subjects))))
-    if len(subjects) - n_test < 1:
-        raise InputError(f"{len(subjects)} subject(s) are too few to hold out a test set")
-    rng = np.random.default_rng(seed)
-    first = None
-    for _ in range(500):
-        order = rng.permutation(len(subjects))
-        te, tr = order[:n_test], order[n_test:]
-        first = first if first is not None else (tr, te)
-        if all(len(np.unique(y[part, j])) == 2 for part in (tr, te) for j in range(y.shape[1])):
-            break
-    else:
-        tr, te = first
-    return sorted(subjects[i] for i in tr), sorted(subjects[i] for i in te)

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.layout import split_subjects
 from ..errors import ConfigError
 from ..utils import atomic_path, atomic_write_text
 from .classifier import ClassifierConfig, fit_network, load_inputs
-from .dataset import OUTCOME_COLUMNS, check_labels, read_cohort, split_subjects
+from .dataset import OUTCOME_COLUMNS, check_labels, read_cohort
 from .features import FEATURE_NAMES, features_for_subjects
 from .outcome import OutcomeConfig, clinical_matrix, make_estimator
 from .rules import van_middendorp_from_cohort
@@ -103,8 +104,9 @@ def run_utility(data: str | Path, out: str | Path, checkpoint: str | Path | None
     cohort.require([*labels, *targets])
     y_cls = np.stack([cohort.flag(lab) for lab in labels], axis=1)
     y_out = np.stack([cohort.flag(t) for t in targets], axis=1)
-    train, test = split_subjects(cohort.subjects, np.concatenate([y_cls, y_out], 1), cfg.test_fraction,
-                                 cfg.split_seed)
+    parts = split_subjects(cohort.subjects, 0.0, cfg.test_fraction, cfg.split_seed,
+                           stratify=np.concatenate([y_cls, y_out], 1))
+    train, test = parts["train"], parts["test"]
     idx = {s: i for i, s in enumerate(cohort.subjects)}
     tr, te = [idx[s] for s in train], [idx[s] for s in test]
 
