@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config import from_dict, to_dict
+from ..data.layout import split_subjects
 from ..errors import ConfigError, InputError
 from ..io import Volume, load_volume
 from ..utils import atomic_path, atomic_write_text, read_saved_model
-from .dataset import LABEL_COLUMNS, check_labels, read_cohort, split_subjects, subject_file
+from .dataset import LABEL_COLUMNS, check_labels, read_cohort, subject_file
 from .sources import PseudoStirSource, Synth
 from .stats import binary_report, json_safe
 
@@ -306,7 +307,8 @@ def train_classifier(cfg: ClassifierConfig, synthesizer: Synth | None = None) ->
     cohort = read_cohort(cfg.data)
     cohort.require(cfg.labels)
     y = np.stack([cohort.flag(lab) for lab in cfg.labels], axis=1)
-    train, test = split_subjects(cohort.subjects, y, cfg.test_fraction, cfg.split_seed)
+    parts = split_subjects(cohort.subjects, 0.0, cfg.test_fraction, cfg.split_seed, stratify=y)
+    train, test = parts["train"], parts["test"]
     pseudo = None
     if cfg.input == "t2w+pseudostir":
         pseudo = PseudoStirSource.create(cfg.synthesis_checkpoint, cfg.pseudo_stir_dir, synthesizer,
