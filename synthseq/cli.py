@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .errors import SynthseqError
 
 EXIT_USAGE = 2
@@ -412,6 +412,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--pred-norm", choices=["auto", "own", "input"], default="auto",
                    help="put predictions into [-1, 1] by their T2w's percentiles (input: the scale synthseq writes "
                    "them in; needs --input) or by their own (own); auto (default): input when --input is given")
+    p.add_argument("--split", choices=["train", "val", "test"], default=None,
+                   help="score only this split of the --checkpoint's run (it warns when scoring its train subjects)")
+    p.add_argument("--subjects", default=None, help="score only these subject ids (comma-separated)")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -420,7 +423,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     report = evaluate_paths(args.pred, args.target, args.out, inputs=args.input, lesions=args.lesions,
                             mask=args.mask, seed=args.seed, train_subjects=parse_train_subjects(args.train_subjects),
-                            use_lpips=not args.no_lpips, pred_norm=args.pred_norm, checkpoint=args.checkpoint)
+                            use_lpips=not args.no_lpips, pred_norm=args.pred_norm, checkpoint=args.checkpoint,
+                            subjects=_id_list(args.subjects), split=args.split)
     print(f"report: {report}")
     return 0
 

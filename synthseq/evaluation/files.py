@@ -99,7 +99,8 @@ def sidecar_preprocessor(pred_path: Path) -> Preprocessor | None:
 def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs: str | Path | None = None,
                    lesions: str | Path | None = None, mask: str | Path | None = None, seed: int = 0,
                    train_subjects: Sequence[str] | None = None, use_lpips: bool = True, pred_norm: str = "auto",
-                   checkpoint: str | Path | None = None) -> Path:
+                   checkpoint: str | Path | None = None, subjects: Sequence[str] | None = None,
+                   split: str | None = None) -> Path:
     """Evaluate predictions against targets and write ``metrics.csv``, ``summary.json`` and ``report.html``.
 
     Args:
@@ -120,6 +121,9 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
             ``inputs``.
         checkpoint: the model's checkpoint: its Preprocessor is the scale predictions were written in. Without
             it, each prediction's JSON sidecar (written by ``synthseq synthesize``) says; else the default rule.
+            Its stored split also says which scored subjects it trained on (a warning line and a report note).
+        subjects: score only these subject ids (folder mode).
+        split: score only the checkpoint's ``train`` / ``val`` / ``test`` subjects (needs ``checkpoint``).
 
     Returns:
         Path of ``report.html``.
@@ -128,11 +132,21 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
     inputs = Path(inputs) if inputs is not None else None
     lesions = Path(lesions) if lesions is not None else None
     mask = Path(mask) if mask is not None else None
-    ckpt_pre = None
+    ckpt_pre, ckpt_splits = None, None
     if checkpoint is not None:
         from ..checkpoint import ModelSpec, load_checkpoint
 
-        ckpt_pre = ModelSpec.from_checkpoint(load_checkpoint(checkpoint)).preprocessing
+        spec = ModelSpec.from_checkpoint(load_checkpoint(checkpoint))
+        ckpt_pre, ckpt_splits = spec.preprocessing, spec.splits
+    if split is not None:
+        from ..data.layout import SPLITS
+
+        if split not in SPLITS:
+            raise InputError(f"--split: expected one of {', '.join(SPLITS)}, got {split!r}")
+        if not ckpt_splits:
+            raise InputError(f"--split {split}: needs --checkpoint of a run that stores its subject splits")
+        wanted = set(ckpt_splits.get(split, []))
+        subjects = [s for s in subjects if s in wanted] if subjects is not None else sorted(wanted)
     for p, what in ((pred, "--pred"), (target, "--target"), (inputs, "--input"), (lesions, "--lesions"),
                     (mask, "--mask")):
         if p is not None and not p.exists():
@@ -153,6 +167,16 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
         if not pairs:
             raise InputError(f"{target}: no *_STIR.nii.gz matches the subjects of {pred} ({', '.join(sorted(preds))})")
     unpaired = [] if single else sorted(set(preds) - set(pairs))
+    if subjects is not None:
+        missing = sorted(set(subjects) - set(pairs))
+        if missing and not single:
+            raise InputError(f"{pred}: subject {missing[0]!r} has no prediction / target pair here")
+        pairs = {sid: v for sid, v in pairs.items() if sid in set(subjects)} if not single else pairs
+        unpaired = [sid for sid in unpaired if sid in set(subjects)]
+    trained_on = sorted(set(pairs) & set((ckpt_splits or {}).get("train", [])))
+    if trained_on:  # the checkpoint knows its split: scores of its own training subjects are optimistic
+        print(f"synthseq: warning: evaluate: {len(trained_on)} scored subject(s) are in the checkpoint's training "
+              f"split (optimistic scores): {', '.join(trained_on)}", file=sys.stderr, flush=True)
 
     target_labels = _index(target, "_labels") if target.is_dir() else {}
     target_lesions = _index(target, "_lesions") if target.is_dir() else {}
@@ -205,6 +229,9 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
                      "(no training subjects given).")
     if unpaired:
         notes.append(f"Predictions without a target (not evaluated): {', '.join(unpaired)}.")
+    if trained_on:
+        notes.append(f"Warning: {len(trained_on)} scored subject(s) are in the checkpoint's training split: "
+                     f"{', '.join(trained_on)}.")
     if resampled:
         notes.append(f"Resampled onto the prediction's grid (linear for images, nearest for labels and masks): "
                      f"{', '.join(resampled)}.")
@@ -216,6 +243,7 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
         "subjects": [s.subject for s in subjects],
         "unpaired_predictions": unpaired,
         "resampled_onto_prediction_grid": resampled,
+        "scored_training_subjects": trained_on,
         "seed": int(seed),
         "bootstrap": {"n_resamples": N_BOOTSTRAP, "level": CI_LEVEL, "method": "percentile, subjects resampled"},
         "conventions": {

@@ -118,3 +118,36 @@ def test_training_refuses_unusable_pairs_with_the_dataset_check_reasons(tiny_cfg
     assert "\n" not in msg and not (tmp_path / "run").exists()
     # with data.register=true the run refines the pair itself: no refusal
     run(tiny_cfg("pix2pix", f"data.root={root}", "train.steps=1", f"data.splits={splits}", "data.register=true"))
+
+
+def test_synthesize_and_evaluate_limited_to_a_split_and_warned_about_training_subjects(tiny_cfg, tiny_root, tmp_path,
+                                                                                        capsys):
+    import json
+
+    from synthseq.evaluation import evaluate_paths
+    from synthseq.synthesis import synthesize_path
+    from synthseq.training import run
+
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({"train": ["sub-0001", "sub-0002", "sub-0003"], "val": ["sub-0004"],
+                                  "test": ["sub-0005"]}))
+    run_dir = run(tiny_cfg("pix2pix", f"data.splits={splits}", "train.steps=2"))
+    ckpt = run_dir / "best.pt"
+    written = synthesize_path(ckpt, tiny_root, tmp_path / "pred", device="cpu", split="test")
+    assert [p.name for p in written if p.name.endswith("_pseudoSTIR.nii.gz")] == ["sub-0005_pseudoSTIR.nii.gz"]
+    more = synthesize_path(ckpt, tiny_root, tmp_path / "pred", device="cpu", subjects=["sub-0001", "sub-0004"])
+    assert sorted(p.name for p in more if p.name.endswith(".nii.gz")) == ["sub-0001_pseudoSTIR.nii.gz",
+                                                                         "sub-0004_pseudoSTIR.nii.gz"]
+    capsys.readouterr()
+    evaluate_paths(tmp_path / "pred", tiny_root, tmp_path / "ev_test", checkpoint=ckpt, split="test", use_lpips=False)
+    assert "training split" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "ev_test" / "summary.json").read_text())["subjects"] == ["sub-0005"]
+    evaluate_paths(tmp_path / "pred", tiny_root, tmp_path / "ev_all", checkpoint=ckpt, use_lpips=False)
+    err = capsys.readouterr().err
+    assert "synthseq: warning: evaluate: 1 scored subject(s) are in the checkpoint's training split " \
+           "(optimistic scores): sub-0001" in err
+    summary = json.loads((tmp_path / "ev_all" / "summary.json").read_text())
+    assert summary["subjects"] == ["sub-0001", "sub-0004", "sub-0005"]
+    assert summary["scored_training_subjects"] == ["sub-0001"]
+    with pytest.raises(Exception, match="subject 'sub-0009' has no prediction / target pair"):
+        evaluate_paths(tmp_path / "pred", tiny_root, tmp_path / "ev_x", subjects=["sub-0009"], use_lpips=False)
