@@ -8,7 +8,8 @@ Method (documented here; the numbers go to the JSON):
 
 1. **Real volumes**: the cervical T2w of ``../shared/data/real/`` (``REAL``): two sagittal 1 / 0.8 mm SCT
    volumes with shipped cord masks and the axial spine-generic subject whose T1w is co-registered on the
-   same grid. The lumbar T2w is left out (the phantom is a cervical spine).
+   same grid (3 T Prisma per its JSON; the SCT files carry no field strength). The lumbar T2w is left out
+   (the phantom is a cervical spine). The phantom is simulated at 3 T by default (``--field``).
 2. **Tissue masks**, estimated *with the same estimator on real and phantom volumes* (the phantom's cord mask is
    its cord label, as the real ones are manual cord masks), all volumes in RAS voxel order:
 
@@ -236,12 +237,12 @@ def stir_physics(stir: np.ndarray, masks: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ phantom
-def phantom_subjects(mode: str, n: int, preset: str) -> list[dict]:
+def phantom_subjects(mode: str, n: int, preset: str, field: float = 3.0) -> list[dict]:
     from synthseq.phantom import generate_subject
 
     out = []
     for i in range(n):
-        rec = generate_subject(f"sub-{i + 1:04d}", 1000 + i, preset=preset, realism=mode)
+        rec = generate_subject(f"sub-{i + 1:04d}", 1000 + i, preset=preset, realism=mode, field_strength=field)
         aff = rec.t2w.affine
         t2, sp = canonical(rec.t2w.data, aff)
         stir = canonical(rec.stir.data, aff)[0]
@@ -310,6 +311,30 @@ def write_figure(path: Path, name: str, t2: np.ndarray, cord: np.ndarray, preds:
     plt.close(fig)
 
 
+def write_phantom_figure(path: Path, real: dict, firsts: dict[str, dict]) -> None:
+    """Real T2w beside the first phantom subject of every mode (T2w and STIR), mid-sagittal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from synthseq.utils import atomic_path
+
+    panels = [(f"real T2w ({real['name']})", _mid(real["t2w"], real["cord"]))]
+    for mode, s in firsts.items():
+        cord = s["labels"] == CORD_L
+        panels += [(f"{mode} T2w", _mid(s["t2w"], cord)), (f"{mode} STIR", _mid(s["stir"], cord))]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.6), squeeze=False, facecolor="black")
+    for ax, (title, img) in zip(axes[0], panels):
+        ax.imshow(img, cmap="gray", vmin=0, vmax=float(np.percentile(img[img > 0], 99.5)))
+        ax.set_title(title, color="white", fontsize=8)
+        ax.set_axis_off()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, facecolor="black", format="png")
+    plt.close(fig)
+
+
 # --------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -317,6 +342,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--subjects", type=int, default=3, help="phantom subjects per mode (default 3)")
     parser.add_argument("--preset", default=None, help="phantom preset (default: default; tiny with --quick)")
     parser.add_argument("--modes", default=",".join(MODES), help="phantom realism modes (comma-separated)")
+    parser.add_argument("--field", type=float, default=3.0, choices=[1.5, 3.0],
+                        help="phantom field strength (default 3: the spine-generic reference is a 3 T Prisma)")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
                         help="a phantom-trained checkpoint to apply to every real T2w (repeatable)")
     parser.add_argument("--figures", default=None, help="write real T2w | pseudo-STIR PNGs here")
@@ -338,9 +365,10 @@ def main(argv: list[str] | None = None) -> dict:
         real_stats[r["name"]] = t2w_stats(r["t2w"], r["masks"], r["spacing"])
     real_mean = summarize(real_stats)
 
-    phantom, truth, stir_ref, dist = {}, {}, {}, {}
+    phantom, truth, stir_ref, dist, firsts = {}, {}, {}, {}, {}
     for mode in modes:
-        subs = phantom_subjects(mode, n_sub, preset)
+        subs = phantom_subjects(mode, n_sub, preset, args.field)
+        firsts[mode] = subs[0]
         per, per_truth, per_stir = {}, {}, {}
         for s in subs:
             est = estimate_masks(s["t2w"], s["labels"] == CORD_L, s["spacing"])
@@ -352,6 +380,8 @@ def main(argv: list[str] | None = None) -> dict:
         stir_ref[mode] = {k: _finite_mean([float(p[k]) for p in per_stir.values()]) for k in next(iter(per_stir.values()))}
         dist[mode] = distance(phantom[mode]["mean"], real_mean)
 
+    if args.figures:
+        write_phantom_figure(Path(args.figures) / "sim_to_real_phantom.png", reals[0], firsts)
     physics = {}
     if args.checkpoint:
         from synthseq.io import load_volume
@@ -379,6 +409,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = {
         "benchmark": "sim_to_real", "environment": environment("cpu"), "quick": args.quick, "preset": preset,
+        "field_strength_T": args.field,
         "phantom_subjects_per_mode": n_sub, "real_volumes": list(names),
         "real": {"per_volume": real_stats, "mean": real_mean},
         "phantom": phantom, "label_truth": truth, "distance_to_real": dist,

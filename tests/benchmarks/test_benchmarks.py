@@ -97,6 +97,8 @@ def test_phantom_speed_quick(tmp_path):
     assert r["ratio_default_to_tiny"] == pytest.approx(rates["default"] / rates["tiny"])
     assert r["meets_target"] == (rates["default"] >= r["target_default_subjects_per_s_per_core"])
     assert r["default_shape"] == [256, 256, 16]
+    assert set(r["faithful_subjects_per_s_per_core"]) == {"default_faithful"}  # --quick: one realistic case
+    assert positive(r["faithful_subjects_per_s_per_core"]["default_faithful"])
 
 
 def test_ddp_scaling_quick(tmp_path):
