@@ -114,6 +114,9 @@ def test_no_served_attribute_predicts_source_or_pairs_cases(big_study):
                 pair = [attrs[c][name] for c in ids if key[c]["subject"] == subject]
                 assert pair[0] == pair[1], (name, subject)
     assert len({attrs[c]["size_slice_000.png"] for c in ids}) == 1  # PNGs padded to one size study-wide
+    # The NIfTI header readers download (descrip, intent, scaling...) is byte-identical for all cases: the
+    # "SYNTHETIC" marks of synthesized files never reach a case.
+    assert len({(big_study / "cases" / c / "stack.nii").read_bytes()[:352] for c in ids}) == 1
     assert len({json.dumps(sorted(h)) for h in headers.values()}) <= 2  # one header set per file kind
 
 
