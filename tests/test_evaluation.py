@@ -193,9 +193,11 @@ def test_errors_are_one_line(tmp_path):
     with pytest.raises(InputError, match="no \\*_STIR.nii.gz matches") as info:
         evaluate_paths(other, phantom, tmp_path / "out")
     assert "\n" not in str(info.value)
-    wrong = tmp_path / "wrong"
-    save_volume(Volume(np.ones((5, 5, 5), np.float32), AFFINE), wrong / "sub-0001_pseudoSTIR.nii.gz")
-    with pytest.raises(InputError, match="differs from the target"):
+    wrong = tmp_path / "wrong"  # a prediction grid the target's field of view does not reach (another grid is
+    far = AFFINE.copy()         # resampled onto the prediction's, tests/data_pipeline/test_grids.py)
+    far[:3, 3] += 5000.0
+    save_volume(Volume(np.ones((5, 5, 5), np.float32), far), wrong / "sub-0001_pseudoSTIR.nii.gz")
+    with pytest.raises(InputError, match="field of view does not overlap"):
         evaluate_paths(wrong, phantom, tmp_path / "out")
     with pytest.raises(InputError, match="no such file"):
         evaluate_paths(tmp_path / "missing", phantom, tmp_path / "out")

@@ -98,9 +98,11 @@ def strip_nifti(name: str) -> str | None:
     return None
 
 
-def subject_of(path: str | Path) -> str | None:
-    """The ``sub-XXXX`` id a file name starts with (None if it does not)."""
-    match = SUBJECT_RE.match(Path(path).name)
+def subject_of(path: str | Path, *, anywhere: bool = False) -> str | None:
+    """The ``sub-XXXX`` id a file name starts with (``anywhere``: the first one anywhere in the name; None if
+    there is none)."""
+    name = Path(path).name
+    match = SUBJECT_RE.match(name) if not anywhere else re.search(SUBJECT_RE.pattern[1:], name)
     return match.group(1) if match else None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..baselines import PairStats, pair_stats
+from ..data.layout import strip_nifti, subject_of
 from ..data.preprocess import Preprocessor
 from ..data.registration import resample_to, same_grid
 from ..errors import InputError
@@ -22,16 +22,13 @@ from .figures import write_montage
 from .report import write_report
 from .scoring import SubjectData, evaluate_volumes, summarize
 
-SUBJECT_RE = re.compile(r"sub-[A-Za-z0-9]+")
-
 
 def _nifti_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith((".nii", ".nii.gz")))
 
 
 def _subject_of(path: Path) -> str | None:
-    m = SUBJECT_RE.search(path.name)
-    return m.group(0) if m else None
+    return subject_of(path, anywhere=True)
 
 
 def _index(root: Path | None, tag: str, exclude: tuple[str, ...] = ()) -> dict[str, Path]:
@@ -40,7 +37,7 @@ def _index(root: Path | None, tag: str, exclude: tuple[str, ...] = ()) -> dict[s
         return {}
     out: dict[str, Path] = {}
     for p in _nifti_files(root):
-        stem = p.name[: -len(".nii.gz")] if p.name.endswith(".nii.gz") else p.name[: -len(".nii")]
+        stem = strip_nifti(p.name)
         if not stem.endswith(tag) or any(x in p.name for x in exclude):
             continue
         sid = _subject_of(p)

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
+from ..data.layout import SUBJECT_RE
 from ..data.slicing import SagittalView
 from ..errors import ConfigError, InputError
 from ..io import Volume, load_volume, save_volume
@@ -42,7 +43,6 @@ from . import layout
 
 SLICE_MODES = ("mid", "lesion", "all")
 MID_HALF_WIDTH = 2  #: ``mid`` shows the middle sagittal slice and this many neighbours on each side
-SUBJECT_RE = re.compile(r"^(sub-[A-Za-z0-9]+)")
 REAL_SUFFIXES = ("_STIR.nii.gz", "_STIR.nii")
 SYNTHETIC_SUFFIXES = ("_pseudoSTIR.nii.gz", "_pseudoSTIR.nii", "_STIR.nii.gz", "_STIR.nii")
 LESION_SUFFIXES = ("_lesions.nii.gz", "_lesions.nii")
@@ -74,7 +74,7 @@ def find_volumes(folder: str | Path, suffixes: tuple[str, ...], what: str) -> di
         raise InputError(f"{folder}: {what} folder does not exist")
     found: dict[str, tuple[int, Path]] = {}
     for path in sorted(folder.rglob("*")):
-        match = SUBJECT_RE.match(path.name)
+        match = SUBJECT_RE.match(path.name)  # the dataset layout's subject-id rule (synthseq.data.layout)
         rank = next((i for i, s in enumerate(suffixes) if path.name.endswith(s)), None)
         if match is None or rank is None or not path.is_file():
             continue
