@@ -332,3 +332,15 @@ def test_card_without_records_and_a_failing_synthesizer(fitted, dataset):
     assert r.status_code == 422
     assert r.json["errors"]["t2w"] == ("pseudo-STIR synthesis failed on the uploaded T2w: uploaded T2w: kernel "
                                        "size can't be greater than actual input size")
+
+
+def test_values_outside_the_training_range_are_flagged(client, fitted, dataset):
+    _, patients = _patients(dataset, {**CLINICAL_FIELDS, **IMAGE_FIELDS})
+    ages = OutcomeModel.load(fitted["amb"]).background[:, 0]
+    r = client.post("/api/predict", json={"patient": patients[0]})
+    assert [res["outside_training_range"] for res in r.json["results"]] == [[], []]  # a training patient
+    r = client.post("/api/predict", json={"patient": dict(patients[0], age=100)})
+    assert r.status_code == 200 and ages.max() < 100
+    assert r.json["results"][0]["outside_training_range"] == [
+        f"Age = 100.0 is outside the training cohort's range {ages.min():.4g}–{ages.max():.4g}: the model "
+        "extrapolates"]

@@ -94,6 +94,25 @@ class PageModel:
     def explain(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         return self.explainer(x)
 
+    def outside_range(self, row: np.ndarray, texts: dict) -> list[str]:
+        """Messages for the patient's features that lie outside the training cohort's range (extrapolation)."""
+        bg = np.asarray(self.model.background, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            lo, hi = np.nanmin(bg, axis=0), np.nanmax(bg, axis=0)
+        out = []
+        for j, name in enumerate(self.model.feature_names):
+            v = row[j]
+            if np.isfinite(v) and np.isfinite(lo[j]) and not lo[j] <= v <= hi[j]:
+                field = self.fields.get(name)
+                label = field.label if field else name
+                shown = texts.get(name, f"{v:.3g}")
+                if name in ("neuro_level", "ais_admission", "sex"):
+                    rng = "outside the levels/grades seen in training"
+                else:
+                    rng = f"outside the training cohort's range {lo[j]:.4g}–{hi[j]:.4g}"
+                out.append(f"{label} = {shown} is {rng}: the model extrapolates")
+        return out
+
 
 def model_card(model: OutcomeModel, path: str | None) -> dict:
     """What the page states about a model: cohort, size, cross-validated performance, uncertainty, caveats."""
@@ -201,6 +220,7 @@ class Predictor:
         out = {"model": pm.index, "key": pm.key, "target": cfg.target, "title": title, "estimator": cfg.model,
                "probability": p, "threshold": cfg.threshold, "positive": p >= cfg.threshold,
                "answer": yes if p >= cfg.threshold else no, "log_odds": float(model.decision_function(x)[0])}
+        out["outside_training_range"] = pm.outside_range(x[0], texts)
         iv = model.interval(x)
         u = pm.card["uncertainty"] or {}
         out["interval"] = None if iv is None else {

@@ -9,7 +9,7 @@ POST /api/predict
            (0 absent, 1 impaired, 2 normal), days_to_rehab (days, 0-365); all required
            (+ cord_lesion_length_mm and the MRI flags for models fitted with image_features=cohort)
   200      {"results": [{"model", "target", "probability", "interval": {"low", "high", "level", "method"},
-             "threshold", "positive", "answer", "log_odds",
+             "threshold", "positive", "answer", "log_odds", "outside_training_range": [message],
              "shap": {"base_value", "contributions": [{"feature", "label", "value", "unit", "shap"}]}}
              | {"model", "target", "unavailable": reason}],
             "van_middendorp": {"score", "probability"}, "image": {"png", "slice", "features"} | null}

@@ -126,6 +126,7 @@
       box.appendChild(el("p", {class: "interval"}, "95% interval " + pct(r.interval.low) + " – " +
         pct(r.interval.high) + " (" + r.interval.method + ")"));
     }
+    for (const w of r.outside_training_range || []) box.appendChild(el("p", {class: "warning"}, "⚠ " + w));
     if (r.target === "ambulation_discharge" && vm) {
       box.appendChild(el("p", {class: "vm-beside"}, "Beside it, van Middendorp: score " + vm.score +
         " of 40, probability " + pct(vm.probability)));
