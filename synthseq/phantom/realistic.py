@@ -8,6 +8,8 @@ subjects stay bit-identical. What differs (see ``anatomy.sample_anatomy_varied``
 * anatomy drawn with between-patient variation and degeneration (osteophytes, bulges, endplate sclerosis);
 * painting on a grid 2x finer in-plane, so partial volume comes from sub-voxel geometry;
 * compartment-level textures, vessels with flow voids, CSF flow voids;
+* ``randomized`` only: a per-class log-normal gain (SD 0.25) on the T2w input (contrast randomization as in
+  SynthSeg / SynthSR), on top of the widened protocol ranges and relaxation jitter of ``acquisition.py``;
 * slice profile, CSF ghosts, k-space truncation (Gibbs), zero-filled acquired matrix, partial Fourier,
   apodization, coil sensitivity and Rician noise on the complex image, with vendor-like protocols.
 """
@@ -60,6 +62,12 @@ def render(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: f
     spacing = (pr.slice_mm / pr.supersample, d, d)
     apply_textures(cv, painted, anat, comps, Channels([(t2f, book.t2w), (stf, book.stir), (t1f, book.t1w)]), tp,
                    r_tex, spacing, OVERSAMPLE)
+    if mode == "randomized":
+        # SynthSeg-style input contrast randomization: every render class's T2w (the model's input) gets its own
+        # log-normal gain, so a model cannot rely on exact tissue intensities; the STIR target keeps its physics
+        gain = np.exp(r_tex.normal(0.0, 0.25, len(comps))).astype(np.float32)
+        t2f *= gain[cv.cls]
+        extra["t2w_class_gain"] = [round(float(v), 4) for v in gain]
 
     ss, o = pr.supersample, OVERSAMPLE
     labels = CLASS_LABEL[cv.cls[ss // 2::ss, ::o, ::o]]

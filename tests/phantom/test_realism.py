@@ -15,7 +15,7 @@ from synthseq.phantom.anatomy import (
     sample_anatomy,
     sample_anatomy_varied,
 )
-from synthseq.phantom.classes import CORTEX, CSF
+from synthseq.phantom.classes import CORTEX, CSF, class_composition
 from synthseq.phantom.generate import _grid
 from synthseq.phantom.injuries import InjuryPlan
 from synthseq.phantom.sequences import fat_null_ti
@@ -275,6 +275,8 @@ def test_randomized_keeps_the_target_physics():
         lab, st = rec.labels.data, rec.stir.data
         assert _mean(st, lab == FAT) < 0.3 * _mean(st, lab == CSF_L)
         assert rec.acquisition["relaxation_jitter"]["fat"][0] == 1.0  # fat T1 (the STIR null) is kept
+        gains = np.array(rec.acquisition["t2w_class_gain"])  # input contrast randomization, T2w only
+        assert gains.shape == (len(class_composition(0.3)),) and gains.std() > 0.05 and np.all(gains > 0)
 
 
 def test_kspace_noise_has_the_requested_sd_and_is_band_limited():
