@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -457,7 +457,69 @@ def lesion_metrics(pred: np.ndarray, target: np.ndarray, labels: np.ndarray, les
     return out
 
 
+# ------------------------------------------------------------------------------------------ registry
+#: The image metrics every evaluation reports, and whether higher is better. MAE, PSNR and SSIM are computed
+#: together by :func:`volume_metrics`, LPIPS by :func:`lpips_distance`; further metrics register below.
+BUILTIN_METRICS: dict[str, bool] = {"mae": False, "psnr": True, "ssim": True, "lpips": False}
+
+
+@dataclass(frozen=True)
+class VolumeMetric:
+    """A registered per-volume image metric: ``fn(pred, target, mask, data_range=...) -> float`` on ``(S, H, W)``
+    canonical slices in model units (mask bool), and its direction."""
+
+    name: str
+    fn: Callable[..., float]
+    higher_is_better: bool
+
+
+_METRICS: dict[str, VolumeMetric] = {}
+
+
+def register_metric(name: str, higher_is_better: bool) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """Decorator: add a per-volume metric to every evaluation (a ``metrics.csv`` column, a summary row with CI).
+
+    >>> @register_metric("mae_x2", higher_is_better=False)
+    ... def mae_x2(pred, target, mask, data_range):
+    ...     return 2 * float(np.abs(pred - target)[mask].mean())
+    >>> unregister_metric("mae_x2")
+    """
+
+    def decorator(fn: Callable[..., float]) -> Callable[..., float]:
+        if name in BUILTIN_METRICS or name.startswith(("cr_", "cnr_")):
+            raise ValueError(f"metric name {name!r} is taken by a built-in metric")
+        if name in _METRICS and _METRICS[name].fn is not fn:
+            raise ValueError(f"metric {name!r} is already registered")
+        _METRICS[name] = VolumeMetric(name, fn, bool(higher_is_better))
+        return fn
+
+    return decorator
+
+
+def unregister_metric(name: str) -> None:
+    _METRICS.pop(name, None)
+
+
+def registered_metrics() -> list[VolumeMetric]:
+    """The metrics registered beyond the built-in ones, in registration order."""
+    return list(_METRICS.values())
+
+
+def image_metric_names() -> tuple[str, ...]:
+    """Every image metric an evaluation reports (built-in first)."""
+    return (*BUILTIN_METRICS, *_METRICS)
+
+
+def higher_is_better(name: str) -> bool | None:
+    """Direction of image metric ``name`` (None for an unknown name)."""
+    if name in BUILTIN_METRICS:
+        return BUILTIN_METRICS[name]
+    return _METRICS[name].higher_is_better if name in _METRICS else None
+
+
 __all__ = [
+    "BUILTIN_METRICS", "VolumeMetric", "higher_is_better", "image_metric_names", "register_metric",
+    "registered_metrics", "unregister_metric",
     "LESION_CODES", "LPIPSResult", "MODEL_DATA_RANGE", "REFERENCE_TISSUES", "TISSUE_CODES", "body_mask_from_labels",
     "contrast_recovery", "lesion_cnr", "lesion_metrics", "lpips_distance", "mae", "mse", "normalize_pair", "psnr",
     "reference_masks", "ssim", "ssim_map", "tissue_contrast", "volume_metrics", "weighted_volume_mean",

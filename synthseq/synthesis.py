@@ -59,13 +59,15 @@ from .io import NIFTI_SUFFIXES, Volume, check_volume_data, load_volume
 from .models import list_gans
 from .utils import progress, resolve_device
 
-#: GAN kinds whose checkpoints can synthesize.
-#: GAN kinds whose checkpoints synthesize (every registered kind: each has a generator that translates A -> B).
+#: The built-in GAN kinds (every registered kind synthesizes: each has a generator that translates A -> B;
+#: code checks ``synthseq.models.list_gans()`` at call time, so kinds registered later count too).
 SYNTHESIS_KINDS = tuple(list_gans())
 #: Largest in-plane shift (pixels of the resampled slice) of an uncertainty pass.
 SHIFT_PX = 2
 #: What ``--engine auto`` runs on the CPU (measured in benchmarks/synthesis_latency.py; see benchmarks/RESULTS.md).
 CPU_ENGINE = "torch"
+#: The torch engine runs channels_last on the CPU as on CUDA (``Synthesizer.channels_last``; measured faster there).
+CPU_CHANNELS_LAST = True
 INPUT_PATTERN = "_T2w"
 
 
@@ -90,8 +92,8 @@ def synthesis_config_problem(cfg: Any) -> str | None:
     bad = [k for k in keys if not re.fullmatch(r"[A-Za-z0-9]+", str(k))]
     if bad:
         return f"data.input_keys: {bad[0]!r} is not a file-name key (letters and digits, e.g. T1w)"
-    if cfg.model.kind not in SYNTHESIS_KINDS:
-        return f"model.kind: {cfg.model.kind!r} checkpoints cannot synthesize (one of {', '.join(SYNTHESIS_KINDS)})"
+    if cfg.model.kind not in list_gans():
+        return f"model.kind: {cfg.model.kind!r} checkpoints cannot synthesize (one of {', '.join(list_gans())})"
     if cfg.model.kind == "cyclegan" and len(keys) * int(cfg.data.context_slices) != 1:
         return (f"data.input_keys: a CycleGAN maps one channel to one (got {len(keys)} input(s) x "
                 f"{cfg.data.context_slices} context slices); train pix2pix for several inputs")
@@ -179,7 +181,9 @@ class Synthesizer:
         self.extra_keys = [k for k in self.input_keys if k != self.grid_key]
         self.register = bool(register)
         self.model = model.to(self.device).eval()
-        if self.device.type == "cuda":
+        # channels_last: oneDNN's fast convolution path on the CPU too (same output within float rounding)
+        self.channels_last = self.device.type == "cuda" or CPU_CHANNELS_LAST
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.multiple = max(int(getattr(getattr(model, n), "size_multiple", 1)) for n in model.generator_modules())
         self._dropout = _dropout_modules(self.model)
@@ -202,9 +206,9 @@ class Synthesizer:
             return cls.from_export(path, batch_size=batch_size)
         ckpt = load_checkpoint(path)
         kind = ckpt.get("kind")
-        if kind not in SYNTHESIS_KINDS:
+        if kind not in list_gans():
             raise InputError(f"{path}: a {kind!r} checkpoint cannot synthesize images "
-                             f"(expected one of {', '.join(SYNTHESIS_KINDS)})")
+                             f"(expected one of {', '.join(list_gans())})")
         try:
             model = build_model_from_checkpoint(ckpt)
         except SynthseqError as exc:
@@ -367,8 +371,9 @@ class Synthesizer:
         uncertainty passes need)."""
         if engine and self._engine_run is not None:
             return self._engine_run(x).float()
-        if self.device.type == "cuda":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 return self.model.translate(x).float()
         return self.model.translate(x).float()

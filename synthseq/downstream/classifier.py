@@ -29,7 +29,7 @@ from ..data.layout import split_subjects
 from ..errors import ConfigError, InputError
 from ..io import Volume, load_volume
 from ..utils import atomic_path, atomic_write_text, read_saved_model
-from .dataset import LABEL_COLUMNS, check_labels, read_cohort, subject_file
+from .dataset import check_labels, read_cohort, subject_file
 from .sources import PseudoStirSource, Synth
 from .stats import binary_report, json_safe
 
@@ -67,7 +67,7 @@ class ClassifierConfig:
     seed: int = 0
 
     def validate(self) -> ClassifierConfig:
-        check_labels(self.labels, LABEL_COLUMNS)
+        check_labels(self.labels)
         if self.input not in INPUT_MODES:
             raise ConfigError(f"input: unknown input {self.input!r} (use one of {', '.join(INPUT_MODES)})")
         if self.network not in NETWORKS:
@@ -176,7 +176,7 @@ class InjuryClassifier:
     def save(self, path: str | Path) -> Path:
         """Write a model file (:mod:`~synthseq.downstream.modelfile`): config + metrics as JSON, weights as
         ``.npy`` arrays; nothing in it can run code when loaded."""
-        from .. import __version__
+        from .._version import __version__
         from .modelfile import write_model_file
 
         meta = {"synthseq_version": __version__, "config": to_dict(self.cfg), "in_channels": self.in_channels,

@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .tasks import task_names
 
-#: Imaging flags of the cohort that the classifiers can predict (0/1 per subject).
-#: ``fracture`` is the bone-marrow edema / fracture finding (lesion code 1).
-LABEL_COLUMNS = ("fracture", "plc_injury", "cord_edema", "cord_hemorrhage", "prevertebral_edema", "disc_injury",
-                 "canal_compression")
-#: Outcomes the outcome models predict (0/1).
-OUTCOME_COLUMNS = ("ambulation_discharge", "ais_improvement")
+#: The built-in imaging flags the classifiers predict and outcomes the outcome models predict (0/1 per subject);
+#: :mod:`synthseq.downstream.tasks` is the registry (registered tasks are accepted too).
+LABEL_COLUMNS = task_names("finding")
+OUTCOME_COLUMNS = task_names("outcome")
 
 #: File suffix of each sequence / map in a subject folder.
 SUFFIXES = {"t2w": "_T2w.nii.gz", "stir": "_STIR.nii.gz", "labels": "_labels.nii.gz", "lesions": "_lesions.nii.gz",
@@ -131,10 +130,13 @@ def subject_file(root: str | Path, subject: str, kind: str, *, required: bool = 
     return None
 
 
-def check_labels(names, allowed=LABEL_COLUMNS, what: str = "label") -> list[str]:
-    """Return ``names`` as a list, raising ConfigError for a name outside ``allowed``."""
+def check_labels(names, allowed=None, what: str = "label") -> list[str]:
+    """Return ``names`` as a list, raising ConfigError for a name outside ``allowed`` (default: the registered
+    findings; ``what="target"``: the registered outcomes)."""
     from ..errors import ConfigError
 
+    if allowed is None:
+        allowed = task_names("outcome" if what == "target" else "finding")
     names = list(names)
     bad = [n for n in names if n not in allowed]
     if bad:

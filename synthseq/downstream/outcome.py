@@ -38,7 +38,7 @@ import numpy as np
 from ..config import from_dict, to_dict
 from ..errors import ConfigError, InputError
 from ..utils import atomic_path, atomic_write_text, read_saved_model
-from .dataset import OUTCOME_COLUMNS, check_labels, read_cohort, read_dataset_json
+from .dataset import check_labels, read_cohort, read_dataset_json
 from .features import FEATURE_NAMES, features_for_subjects
 from .rules import RULE_COLUMNS, van_middendorp_from_cohort, van_middendorp_probability
 from .sources import PseudoStirSource, Synth
@@ -86,7 +86,7 @@ class OutcomeConfig:
     seed: int = 0
 
     def validate(self) -> OutcomeConfig:
-        check_labels([self.target], OUTCOME_COLUMNS, what="target")
+        check_labels([self.target], what="target")
         if self.model not in MODELS:
             raise ConfigError(f"model: unknown model {self.model!r} (use one of {', '.join(MODELS)})")
         if self.image_features not in IMAGE_SOURCES:
@@ -353,7 +353,7 @@ class OutcomeModel:
 
     def save(self, path: str | Path) -> Path:
         """Write the model file (no pickle; see the module docstring)."""
-        from .. import __version__
+        from .._version import __version__
         from .modelfile import write_model_file
 
         meta = {"synthseq_version": __version__, "config": to_dict(self.cfg), "feature_names": self.feature_names,

@@ -37,16 +37,17 @@ from ..data.layout import split_subjects
 from ..errors import ConfigError
 from ..utils import atomic_path, atomic_write_text
 from .classifier import ClassifierConfig, fit_network, load_inputs
-from .dataset import OUTCOME_COLUMNS, check_labels, read_cohort
+from .dataset import check_labels, read_cohort
 from .features import FEATURE_NAMES, features_for_subjects
 from .outcome import OutcomeConfig, clinical_matrix, make_estimator
 from .rules import van_middendorp_from_cohort
 from .sources import PseudoStirSource, Synth
 from .stats import auc, bootstrap_ci, json_safe
+from .tasks import finding_features
 
 FEATURE_SOURCE = {"t2w": "t2w", "t2w+pseudostir": "pseudostir", "t2w+stir": "stir"}
 #: The measured feature that reads out each finding (a detection score for the feature-level rows).
-FINDING_FEATURES = {"fracture": "marrow_edema_ml", "plc_injury": "plc_signal", "cord_edema": "cord_edema_ml"}
+FINDING_FEATURES = finding_features()  #: the built-in ones; registered tasks are looked up at run time
 MODES = tuple(FEATURE_SOURCE)  #: table / plot order: T2w, + pseudo-STIR, + real STIR
 
 
@@ -95,7 +96,7 @@ def run_utility(data: str | Path, out: str | Path, checkpoint: str | Path | None
         raise ConfigError(f"classifier_seeds: expected >= 1, got {cfg.classifier_seeds}")
     out = Path(out)
     labels = check_labels(cfg.classifier.labels)
-    targets = check_labels(cfg.outcome_targets, OUTCOME_COLUMNS, what="target")
+    targets = check_labels(cfg.outcome_targets, what="target")
     pseudo = PseudoStirSource.create(checkpoint, pseudo_stir_dir, synthesizer, cache_dir=out / "pseudo_stir",
                                      device=device)
     if pseudo is None:
@@ -121,8 +122,9 @@ def run_utility(data: str | Path, out: str | Path, checkpoint: str | Path | None
             probs[(lab, mode)] = p[:, j]
             truth[lab] = y_cls[te, j]
 
-    feature_tasks = {f"{lab} ({FINDING_FEATURES[lab]})": (j, FEATURE_NAMES.index(FINDING_FEATURES[lab]))
-                     for j, lab in enumerate(labels) if lab in FINDING_FEATURES}
+    readers = finding_features()
+    feature_tasks = {f"{lab} ({readers[lab]})": (j, FEATURE_NAMES.index(readers[lab]))
+                     for j, lab in enumerate(labels) if lab in readers}
     clinical = clinical_matrix(cohort)
     for mode in MODES:
         feats = features_for_subjects(data, cohort.subjects, FEATURE_SOURCE[mode], pseudo)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import metrics as M
 from ..baselines import BASELINES
 from ..stats import CI_LEVEL
 from ..utils import atomic_write_text
 from .figures import DIFF_WINDOW, UNCERTAINTY_WINDOW
-from .scoring import HIGHER_IS_BETTER, IMAGE_METRICS, SubjectData
+from .scoring import SubjectData
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
@@ -26,7 +27,7 @@ def write_report(table: pd.DataFrame, summary: dict, subjects: Sequence[SubjectD
                  notes: Sequence[str] = ()) -> Path:
     """``report.html`` (summary table with CIs, notes, per-subject table and montages) in ``out``."""
     methods = list(summary["methods"])
-    metric_cols = [c for c in table.columns if c in IMAGE_METRICS or c.startswith(("cr_", "cnr_"))]
+    metric_cols = [c for c in table.columns if c in M.image_metric_names() or c.startswith(("cr_", "cnr_"))]
     head = "".join(f"<th>{html.escape(m)}</th>" for m in methods)
     body = []
     for col in metric_cols:
@@ -38,7 +39,7 @@ def write_report(table: pd.DataFrame, summary: dict, subjects: Sequence[SubjectD
                 continue
             ci = f" [{_fmt(st['ci_low'])}, {_fmt(st['ci_high'])}]" if st.get("ci_low") is not None else ""
             cells.append(f"<td>{_fmt(st['mean'])}{ci} <small>n={st['n']}</small></td>")
-        arrow = {True: " &uarr;", False: " &darr;"}.get(HIGHER_IS_BETTER.get(col), "")
+        arrow = {True: " &uarr;", False: " &darr;"}.get(M.higher_is_better(col), "")
         body.append(f"<tr><th>{html.escape(col)}{arrow}</th>{''.join(cells)}</tr>")
     method_notes = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in BASELINES.items()
                            if k in methods)

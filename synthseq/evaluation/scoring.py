@@ -26,10 +26,9 @@ from ..stats import CI_LEVEL, N_BOOTSTRAP, mean_ci
 from ..utils import progress
 
 METHOD = "pseudo_stir"
-IMAGE_METRICS = ("mae", "psnr", "ssim", "lpips")
-
-#: Which direction is better for each metric (for the report).
-HIGHER_IS_BETTER = {"mae": False, "psnr": True, "ssim": True, "lpips": False}
+#: The built-in image metrics (registered ones follow them: :func:`synthseq.metrics.register_metric`).
+IMAGE_METRICS = tuple(M.BUILTIN_METRICS)
+HIGHER_IS_BETTER = dict(M.BUILTIN_METRICS)
 
 
 # ------------------------------------------------------------------------------------------- subject data
@@ -122,6 +121,8 @@ def _image_row(pred: Volume, s: SubjectData, body: np.ndarray, view: SagittalVie
     vm = M.volume_metrics(np.ascontiguousarray(p_sl), np.ascontiguousarray(t_sl), np.ascontiguousarray(m_sl),
                           data_range=M.MODEL_DATA_RANGE)
     row.update(mae=vm["mae"], psnr=vm["psnr"], ssim=vm["ssim"])
+    for metric in M.registered_metrics():
+        row[metric.name] = float(metric.fn(p_sl, t_sl, m_sl.astype(bool), data_range=M.MODEL_DATA_RANGE))
     row["lpips"], row["lpips_available"] = float("nan"), False
     if use_lpips:
         keep = m_sl.reshape(m_sl.shape[0], -1).sum(1) > 0
@@ -209,7 +210,7 @@ def evaluate_volumes(subjects: Sequence[SubjectData], train: Sequence[PairStats]
                              **_image_row(preds[method], s, body, view, use_lpips, axis, pparams)})
     table = pd.DataFrame(rows)
     lesion_cols = sorted(c for c in table.columns if c.startswith(("cr_", "cnr_")))
-    return table[["subject", "method", "mask", *IMAGE_METRICS, "lpips_available", *lesion_cols]]
+    return table[["subject", "method", "mask", *M.image_metric_names(), "lpips_available", *lesion_cols]]
 
 
 
@@ -223,7 +224,7 @@ def bootstrap_ci(values: Sequence[float], seed: int | Sequence[int] = 0, n_boot:
 
 def summarize(table: pd.DataFrame, seed: int = 0) -> dict:
     """Per method and metric: mean and 95 % bootstrap CI over subjects (seeded per method and metric)."""
-    metric_cols = [c for c in table.columns if c in IMAGE_METRICS or c.startswith(("cr_", "cnr_"))]
+    metric_cols = [c for c in table.columns if c in M.image_metric_names() or c.startswith(("cr_", "cnr_"))]
     out: dict[str, dict] = {}
     for method, part in table.groupby("method", sort=False):
         out[str(method)] = {

@@ -33,6 +33,7 @@ from flask import Flask, Response, abort, jsonify, render_template, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from ..errors import ConfigError, InputError
+from ..web import register_page
 from . import layout
 from .access import TokenIndex, load_or_create_tokens, reader_links
 from .store import AlreadySubmitted, AnswerError, AnswerStore, is_complete
@@ -282,3 +283,7 @@ class StudyServerThread:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+#: This page in the web-page registry (:mod:`synthseq.web`).
+PAGE = register_page("reader-study", "synthseq reader study", create_app, cli="synthseq reader-study serve")

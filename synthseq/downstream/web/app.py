@@ -40,6 +40,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from ...errors import InputError
+from ...web import register_page
 from ..dataset import Cohort, read_cohort
 from ..features import FEATURE_NAMES, extract_features, hyperintense_masks
 from ..outcome import Explainer, OutcomeModel, design_matrix
@@ -368,7 +369,6 @@ def _van_middendorp(texts: dict) -> dict:
 def _image_panel(t2w, pseudo, labels) -> dict:
     """T2w | pseudo-STIR at the sagittal slice with the most hyperintense lesion voxels, as a PNG data URI."""
     from ...data.slicing import SagittalView
-    from ..plots import _plt
 
     view = SagittalView.from_affine(t2w.affine)
     a = view.to_slices(t2w.data)
@@ -384,9 +384,11 @@ def _image_panel(t2w, pseudo, labels) -> dict:
             count = np.zeros(1)
         if count.max() > 0:
             s, how = int(np.argmax(count)), f"slice with the most hyperintense lesion voxels ({int(count.max())})"
-    plt = _plt()
+    from matplotlib.figure import Figure  # not pyplot: requests are served from several threads
+
     panels = [("T2w", a)] + ([("pseudo-STIR", b)] if b is not None else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 4.2))
+    fig = Figure(figsize=(3.2 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels))
     for ax, (name, arr) in zip(np.atleast_1d(axes), panels):
         lo, hi = np.percentile(arr, [0.5, 99.5])
         ax.imshow(arr[s], cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect="auto")
@@ -394,7 +396,6 @@ def _image_panel(t2w, pseudo, labels) -> dict:
         ax.axis("off")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return {"png": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), "slice": s,
             "slice_choice": how, "pseudo_stir": pseudo is not None}
 
@@ -610,5 +611,5 @@ class OutcomeServerThread:
         self._thread.join(timeout=10)
 
 
-#: How a future web-page registry would list this page: a name, a title and the app factory.
-PAGE = {"name": "outcome", "title": TITLE, "create_app": create_app, "cli": "synthseq outcome serve"}
+#: This page in the web-page registry (:mod:`synthseq.web`).
+PAGE = register_page("outcome", TITLE, create_app, cli="synthseq outcome serve")
