@@ -287,8 +287,12 @@ def load_subjects(source: str | Path, *, bids: Mapping[str, Any] | None = None, 
                   ) -> list[Subject]:
     """Subjects from a phantom-layout folder, a BIDS folder or a ``.csv`` manifest (module docstring).
 
-    ``bids`` and ``sessions`` apply to BIDS folders (``data.bids``, ``data.sessions``).
+    ``bids`` and ``sessions`` apply to BIDS folders (``data.bids``, ``data.sessions``); they are checked for any
+    source (ConfigError naming the key), so a typo never waits for the first BIDS dataset.
     """
+    if sessions not in SESSION_MODES:
+        raise ConfigError(f"data.sessions: expected one of {', '.join(SESSION_MODES)}, got {sessions!r}")
+    bids_key_map(bids)
     source = Path(source)
     if source.is_dir():
         if is_bids(source):

@@ -53,10 +53,11 @@ BEST_METRIC = "ssim"  # higher is better; structural agreement is what the synth
 RESUME_ONLY = ("optimizers", "schedulers", "scaler", "rng", "extra")
 
 
-def init_weights_from(model: nn.Module, path: str | Path) -> None:
-    """Fine-tuning: copy the network weights of checkpoint ``path`` into ``model`` (the optimizer, schedule and
-    step start afresh). Every parameter must exist with the same shape; InputError names the first mismatch."""
-    ckpt = load_checkpoint(path, map_location="cpu")
+def init_weights_from(model: nn.Module, path: str | Path, ckpt: dict[str, Any] | None = None) -> None:
+    """Fine-tuning: copy the network weights of checkpoint ``path`` (already read: ``ckpt``) into ``model`` (the
+    optimizer, schedule and step start afresh). Every parameter must exist with the same shape; ConfigError names
+    the first mismatch."""
+    ckpt = ckpt if ckpt is not None else load_checkpoint(path, map_location="cpu")
     theirs, ours = ckpt["model"], model.state_dict()
     bad = [f"{k} has shape {tuple(v.shape)} in the checkpoint, {tuple(ours[k].shape)} here"
            for k, v in theirs.items() if k in ours and hasattr(v, "shape") and tuple(v.shape) != tuple(ours[k].shape)]
@@ -291,15 +292,18 @@ def _run(cfg: Config, info: ddp.DistInfo, device: torch.device) -> Path:
     ckpt = load_checkpoint(last, map_location="cpu") if t.resume else None
     if ckpt is not None:
         _check_resume_compatible(ckpt, cfg, last)
+    # fine-tuning: read the init checkpoint before anything is written (a bad path leaves no run folder)
+    init = load_checkpoint(t.init_from, map_location="cpu") if t.init_from and ckpt is None else None
     ddp.barrier(info)  # no rank may see rank 0's files of this run before deciding the above
 
     trainer = Trainer.from_config(cfg, device, info, run_dir, resume=ckpt is not None)
     if ckpt is not None:
         trainer.load_state(ckpt)
         del ckpt
-    elif t.init_from:
+    elif init is not None:
         with trainer.unwrapped() as model:
-            init_weights_from(model, t.init_from)
+            init_weights_from(model, t.init_from, init)
+        del init
     start = trainer.step
     if info.is_main:
         save_config(cfg, run_dir / "config.yaml")

@@ -151,3 +151,23 @@ def test_synthesize_and_evaluate_limited_to_a_split_and_warned_about_training_su
     assert summary["scored_training_subjects"] == ["sub-0001"]
     with pytest.raises(Exception, match="subject 'sub-0009' has no prediction / target pair"):
         evaluate_paths(tmp_path / "pred", tiny_root, tmp_path / "ev_x", subjects=["sub-0009"], use_lpips=False)
+
+
+@pytest.mark.parametrize("extra, phrase", [
+    (["data.splits={tmp}/none.json"], "none.json: no such splits file"),
+    (["data.slice_plane=oblique"], "data.slice_plane: expected one of sagittal, axial, coronal, acquisition"),
+    (["data.folds=3", "data.fold=3"], "data.fold: must be in [0, 2]"),
+    (["data.sessions=merged"], "data.sessions: expected one of separate, grouped"),
+    (["train.init_from={tmp}/nope.pt"], "nope.pt: checkpoint not found"),
+])
+def test_bad_data_settings_one_line_exit_2_nothing_written(tiny_args, tmp_path, capsys, extra, phrase):
+    from synthseq.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: t\n")
+    out = tmp_path / "run"
+    code = main(["train", str(cfg), *tiny_args(), f"train.out_dir={out}", "train.steps=1",
+                 *[e.format(tmp=tmp_path) for e in extra]])
+    err = capsys.readouterr().err
+    assert code == 2 and phrase in err and err.startswith("synthseq: error: ") and err.count("\n") == 1, err
+    assert not out.exists()
