@@ -36,6 +36,7 @@ TEMP_RE = re.compile(r"^\.[^/]*?\.(?P<pid>[0-9]+)\.[a-z0-9_]{6,}\.tmp(\.[^/]*)?$
 #: temporaries named before the pid was part of the name: removed once this old (seconds)
 LEGACY_TEMP_RE = re.compile(r"^\.[^/.]*\.[a-z0-9_]{8}\.tmp(\.[^/]*)?$")
 LEGACY_TEMP_AGE_S = 3600.0
+_SWEPT: set[Path] = set()  #: folders this process already cleaned of stale temporaries
 
 
 def _pid_alive(pid: int) -> bool:
@@ -93,7 +94,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise InputError(f"{path}: is a folder; give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(path.parent)
+        if path.parent not in _SWEPT:  # once per folder and process: a folder of 10k outputs is not rescanned
+            remove_stale_temporaries(path.parent)
+            _SWEPT.add(path.parent)
         suffix = "".join(path.suffixes)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.{os.getpid()}.", suffix=".tmp" + suffix,
                                    dir=path.parent)
