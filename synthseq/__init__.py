@@ -8,11 +8,10 @@ Public API (kept small):
 >>> # save_volume(stir, "sub-01_pseudoSTIR.nii.gz", dtype="float32")
 """
 
-__version__ = "0.1.0"
-
-from .config import Config, load_config  # noqa: E402
-from .errors import ConfigError, InputError, SynthseqError  # noqa: E402
-from .io import Volume, load_volume, save_volume  # noqa: E402
+from ._version import __version__
+from .config import Config, load_config
+from .errors import ConfigError, InputError, SynthseqError
+from .io import Volume, load_volume, save_volume
 
 
 def __getattr__(name: str):

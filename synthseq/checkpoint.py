@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from ._version import __version__
 from .data.preprocess import DEFAULT_PERCENTILES, Preprocessor
 from .errors import InputError
 from .utils import atomic_path

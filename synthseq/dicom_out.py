@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .errors import InputError
 from .io import Volume
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import __version__
+from ._version import __version__
 from .errors import InputError
 
 FORMATS = ("onnx", "torchscript")

@@ -51,7 +51,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .errors import InputError
 from .io import NIFTI_SUFFIXES, Volume, save_volume
 from .utils import atomic_path

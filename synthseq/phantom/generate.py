@@ -329,7 +329,7 @@ def generate_dataset(out_dir: str | Path, subjects: int = 8, seed: int = 0, pres
     for r in rows:
         w.writerow({k: r[k] for k in COLUMNS})
     atomic_write_text(out / "cohort.csv", buf.getvalue())
-    from .. import __version__
+    from .._version import __version__
 
     meta = {
         "generator": GENERATOR, "version": GENERATOR_VERSION, "synthseq_version": __version__,
