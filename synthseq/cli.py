@@ -581,7 +581,9 @@ def _run_outcome_fit(args: argparse.Namespace) -> int:
 
 def _run_outcome_serve(args: argparse.Namespace) -> int:
     from .downstream.web.app import create_app, serve_outcome
+    from .web import check_port
 
+    check_port(args.port)  # before the models load
     synth = None
     if args.checkpoint is not None:
         from .downstream.sources import synthesizer_from_checkpoint

@@ -266,7 +266,15 @@ def test_serve_cli_refuses_bad_starts(fitted, tmp_path, capsys):
     assert "none.ssmodel: no such model file" in capsys.readouterr().err
     assert main(["outcome", "serve", str(fitted["amb"]), "--port", "99999"]) == 2
     err = capsys.readouterr().err
-    assert "--port: 99999 is not a port number" in err and err.count("\n") == 1
+    assert "--port: expected an integer from 0 to 65535, got 99999" in err and err.count("\n") == 1
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        assert main(["outcome", "serve", str(fitted["amb"]), "--port", str(port)]) == 2
+        assert f"127.0.0.1:{port}: cannot listen" in capsys.readouterr().err
     assert main(["outcome", "serve", str(fitted["img"]), "--port", "0"]) == 2  # pseudo-STIR model, no checkpoint
     assert "start the page with --checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit) as done:

@@ -37,10 +37,9 @@ from pathlib import Path
 import numpy as np
 from flask import Flask, Response, abort, jsonify, render_template, request
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from ...errors import InputError
-from ...web import register_page
+from ...web import ServerThread, make_server, register_page, serve_forever
 from ..dataset import Cohort, read_cohort
 from ..features import FEATURE_NAMES, extract_features, hyperintense_masks
 from ..outcome import Explainer, OutcomeModel, design_matrix
@@ -566,49 +565,23 @@ def _log(path, lock, patient: dict, answer: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- server
-def make_outcome_server(app: Flask, host: str = "127.0.0.1", port: int = 8050) -> BaseWSGIServer:
-    """A threaded WSGI server for the page, bound but not yet serving (``port=0`` picks a free port)."""
-    if not 0 <= port <= 65535:
-        raise InputError(f"--port: {port} is not a port number (0-65535)")
-    try:
-        return make_server(host, port, app, threaded=True)
-    except OSError as exc:
-        raise InputError(f"{host}:{port}: cannot listen ({exc.strerror or exc})") from None
-
-
-def base_url(server: BaseWSGIServer) -> str:
-    host = f"[{server.host}]" if ":" in server.host else server.host
-    return f"http://{host}:{server.port}"
+def make_outcome_server(app: Flask, host: str = "127.0.0.1", port: int = 8050):
+    """A threaded WSGI server for the page, bound but not yet serving (``port=0`` picks a free port); the one
+    serving path of :mod:`synthseq.web` (port checked, a busy port named in one line)."""
+    return make_server(app, host, port)
 
 
 def serve_outcome(app: Flask, host: str = "127.0.0.1", port: int = 8050,
                   ready: Callable[[str], None] | None = None) -> None:
     """Serve until interrupted; ``ready(base_url)`` is called once the socket listens."""
-    server = make_outcome_server(app, host, port)
-    if ready is not None:
-        ready(base_url(server))
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
+    serve_forever(make_outcome_server(app, host, port), ready)
 
 
-class OutcomeServerThread:
+class OutcomeServerThread(ServerThread):
     """The page served from a background thread (tests, notebooks): ``with OutcomeServerThread(app) as s: s.url``."""
 
     def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = make_outcome_server(app, host, port)
-        self.url = base_url(self.server)
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> OutcomeServerThread:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=10)
+        super().__init__(make_outcome_server(app, host, port))
 
 
 #: This page in the web-page registry (:mod:`synthseq.web`).
