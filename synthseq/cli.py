@@ -695,6 +695,10 @@ def _add_reader_study(sub) -> None:
                    "reader's order (default 5, less for small studies)")
     b.add_argument("--t2w", type=Path, default=None,
                    help="folder with sub-XXXX*_T2w.nii.gz on the real grid: show each subject's T2w beside its cases")
+    b.add_argument("--sessions", type=int, choices=[1, 2], default=1,
+                   help="2: every subject's real and synthetic case in different reading sessions (default 1)")
+    b.add_argument("--washout-days", type=float, default=0.0,
+                   help="with --sessions 2: days between submitting session 1 and session 2 opening (default 0)")
     b.set_defaults(func=_run_reader_study_build)
 
     s = rs.add_parser("serve", help="serve the reading page locally and print each reader's personal link",
@@ -729,7 +733,8 @@ def _run_reader_study_build(args: argparse.Namespace) -> int:
     from .reader_study import build_study
 
     summary = build_study(args.real, args.synthetic, args.out, args.readers.split(","), lesions=args.lesions,
-                          seed=args.seed, slices=args.slices, cases=args.cases, min_gap=args.min_gap, t2w=args.t2w)
+                          seed=args.seed, slices=args.slices, cases=args.cases, min_gap=args.min_gap, t2w=args.t2w,
+                          sessions=args.sessions, washout_days=args.washout_days)
     print(f"wrote {summary.cases} cases ({len(summary.subjects)} subjects) for {len(summary.readers)} reader(s) "
           f"to {summary.study}")
     if summary.unpaired:

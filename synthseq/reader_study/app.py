@@ -26,7 +26,9 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from flask import Flask, Response, abort, jsonify, render_template, request
@@ -83,7 +85,7 @@ def finding_keys(findings: list[dict]) -> list[str]:
     return keys
 
 
-def create_app(study_dir: str | Path) -> Flask:
+def create_app(study_dir: str | Path, clock: Callable[[], float] | None = None) -> Flask:
     """The Flask app serving one study folder (built by :func:`synthseq.reader_study.build_study`)."""
     study = Path(study_dir).resolve()
     manifest = layout.load_manifest(study)
@@ -92,6 +94,8 @@ def create_app(study_dir: str | Path) -> Flask:
     tokens = TokenIndex(load_or_create_tokens(study, list(orders)))
     store = AnswerStore(study / layout.DATABASE)
     public_cases = {cid: dict(info) for cid, info in manifest["cases"].items()}
+    sessions = manifest.get("sessions")
+    now = clock or time.time
     findings = [{**f, "key": k} for f, k in zip(manifest["findings"], finding_keys(manifest["findings"]))]
     with_t2w = bool(manifest.get("with_t2w"))
 
@@ -106,16 +110,33 @@ def create_app(study_dir: str | Path) -> Flask:
             abort(404)
         return reader
 
+    def current(reader: str) -> tuple[int | None, list[str], str | None]:
+        """(session number or None, the cases the reader may see now, when the next session opens or None).
+
+        Two-session studies show session 1 until it is submitted, then nothing until the washout has passed,
+        then session 2; the other session's cases are not listed and not served (404)."""
+        order = orders[reader]
+        if sessions is None:
+            return None, order, None
+        n1 = sessions["first_session_length"][reader]
+        submitted = store.sessions_submitted(reader)
+        if 1 not in submitted:
+            return 1, order[:n1], None
+        opens = datetime.fromisoformat(submitted[1]).timestamp() + 86400.0 * float(sessions["washout_days"])
+        if now() < opens:
+            return 2, [], datetime.fromtimestamp(opens, timezone.utc).isoformat(timespec="seconds")
+        return 2, order[n1:], None
+
     def case_or_404(reader: str, case_id: str) -> str:
-        if case_id not in orders[reader]:
+        if case_id not in current(reader)[1]:
             abort(404)
         return case_id
 
     def state(reader: str) -> dict:
         answers = store.answers(reader)
-        order = orders[reader]
+        session, order, opens_at = current(reader)
         complete = [cid for cid in order if is_complete(answers.get(cid))]
-        resume = next((i for i, cid in enumerate(order) if not is_complete(answers.get(cid))), len(order) - 1)
+        resume = next((i for i, cid in enumerate(order) if not is_complete(answers.get(cid))), max(0, len(order) - 1))
         return {
             "reader": reader,
             "cases": [{"id": cid, **public_cases[cid]} for cid in order],
@@ -123,6 +144,7 @@ def create_app(study_dir: str | Path) -> Flask:
             "findings": findings,
             "complete": len(complete), "total": len(order), "resume_index": resume,
             "submitted_at": store.submitted_at(reader), "with_t2w": with_t2w,
+            "session": None if session is None else {"index": session, "count": 2, "opens_at": opens_at},
         }
 
     @app.after_request
@@ -177,8 +199,14 @@ def create_app(study_dir: str | Path) -> Flask:
     @app.post("/api/<token>/submit")
     def post_submit(token: str):
         reader = reader_or_404(token)
+        session, order, _ = current(reader)
         try:
-            when = store.submit(reader, orders[reader])
+            if session == 1:  # the first of two sessions: lock it and start the washout
+                return jsonify(session_submitted=1, submitted_at=None,
+                               session_submitted_at=store.submit_session(reader, 1, order))
+            if not order:
+                return jsonify(error="the next session has not opened yet"), 409
+            when = store.submit(reader, order)
         except AnswerError as exc:
             return jsonify(error=str(exc)), 409
         return jsonify(submitted_at=when)

@@ -166,6 +166,8 @@ def build_study(
     percentiles: tuple[float, float] = (1.0, 99.0),
     min_gap: int | None = None,
     t2w: str | Path | None = None,
+    sessions: int = 1,
+    washout_days: float = 0.0,
 ) -> BuildSummary:
     """Write a blinded reader study to ``out`` (which must not exist or be empty).
 
@@ -184,6 +186,9 @@ def build_study(
         t2w: optional folder of ``sub-XXXX*_T2w.nii.gz`` on the real grid: the page then shows the subject's
             T2w beside each case (same slices, its own percentile window). Both cases of a subject show the
             same T2w, so a reader can tell that two cases are one subject (inherent to this design).
+        sessions: 1, or 2: each reader reads every subject's real case in one session and its synthetic case in
+            the other (which one where is drawn per reader and subject), the second session opening
+            ``washout_days`` after the first was submitted.
     """
     out = Path(out)
     readers = _check_readers(readers)
@@ -215,7 +220,13 @@ def build_study(
         if cases // 2 > len(paired):
             raise ConfigError(f"--cases {cases}: only {len(paired)} subject(s) have both volumes")
         paired = sorted(rng.sample(paired, cases // 2))
-    gap = _check_min_gap(min_gap, len(paired))
+    if sessions not in (1, 2) or isinstance(sessions, bool):
+        raise ConfigError(f"--sessions: expected 1 or 2 (a subject's two cases in different sessions), got {sessions!r}")
+    if not (isinstance(washout_days, int | float) and 0 <= washout_days <= 365):  # also false for nan
+        raise ConfigError(f"--washout-days: expected a number of days in [0, 365], got {washout_days!r}")
+    if washout_days and sessions == 1:
+        raise ConfigError("--washout-days needs --sessions 2")
+    gap = _check_min_gap(min_gap, len(paired)) if sessions == 1 else None
 
     parent = out.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -233,8 +244,15 @@ def build_study(
         ids = sorted(manifest_cases)
         subject_of = {row["case_id"]: row["subject"] for row in key_rows}
         salt = secrets.token_hex(16)  # the seed alone must not let anyone recompute an order
-        order = {reader: reading_order(ids, subject_of, gap, random.Random(f"{seed}:{reader}:{salt}"))
-                 for reader in readers}
+        if sessions == 1:
+            order = {reader: reading_order(ids, subject_of, gap, random.Random(f"{seed}:{reader}:{salt}"))
+                     for reader in readers}
+            session_split = None
+        else:
+            parts = {reader: session_orders(ids, subject_of, random.Random(f"{seed}:{reader}:{salt}"))
+                     for reader in readers}
+            order = {reader: first + second for reader, (first, second) in parts.items()}
+            session_split = {reader: len(first) for reader, (first, _) in parts.items()}
         _pad_pngs(tmp / layout.CASES)
         manifest = {
             "format": layout.FORMAT, "version": 1, "synthseq_version": __version__, "seed": seed,
@@ -242,6 +260,8 @@ def build_study(
             "findings": [{"name": n, "label": label} for n, label, _ in layout.FINDINGS],
             "has_lesion_truth": lesions is not None, "with_t2w": t2w is not None,
             "min_gap": gap, "cases": {cid: manifest_cases[cid] for cid in ids}, "readers": order,
+            "sessions": None if session_split is None else {"count": 2, "washout_days": float(washout_days),
+                                                            "first_session_length": session_split},
         }
         atomic_write_text(tmp / layout.MANIFEST, json.dumps(manifest, indent=1) + "\n")
         _write_key(tmp / layout.KEY, sorted(key_rows, key=lambda r: r["case_id"]))
@@ -303,6 +323,23 @@ def _check_min_gap(min_gap: int | None, n_subjects: int) -> int:
         raise ConfigError(f"--min-gap {min_gap}: with {n_subjects} subject(s) at most {max(1, cap)} is possible "
                           "with varied orders")
     return min_gap
+
+
+def session_orders(ids: list[str], subject_of: dict[str, str], rng: random.Random) -> tuple[list[str], list[str]]:
+    """Two sessions holding one case of every subject each (a coin per subject decides which), each shuffled."""
+    by_subject: dict[str, list[str]] = {}
+    for cid in sorted(ids):
+        by_subject.setdefault(subject_of[cid], []).append(cid)
+    first, second = [], []
+    for subject in sorted(by_subject):
+        a, b = by_subject[subject]
+        if rng.random() < 0.5:
+            a, b = b, a
+        first.append(a)
+        second.append(b)
+    rng.shuffle(first)
+    rng.shuffle(second)
+    return first, second
 
 
 def reading_order(ids: list[str], subject_of: dict[str, str], gap: int, rng: random.Random) -> list[str]:

@@ -33,6 +33,12 @@ CREATE TABLE IF NOT EXISTS submissions (
     reader TEXT PRIMARY KEY,
     submitted_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS session_submissions (
+    reader TEXT NOT NULL,
+    session INTEGER NOT NULL,
+    submitted_at TEXT NOT NULL,
+    PRIMARY KEY (reader, session)
+);
 CREATE TABLE IF NOT EXISTS reading_time (
     reader TEXT NOT NULL,
     case_id TEXT NOT NULL,
@@ -190,6 +196,38 @@ class AnswerStore:
                 conn.execute("ROLLBACK")
                 raise
         return answer
+
+    def sessions_submitted(self, reader: str) -> dict[int, str]:
+        """Session number (1-based, all but the last of a two-session study) -> when the reader submitted it."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT session, submitted_at FROM session_submissions WHERE reader = ?",
+                                (reader,)).fetchall()
+        return {int(r["session"]): r["submitted_at"] for r in rows}
+
+    def submit_session(self, reader: str, session: int, case_ids: list[str]) -> str:
+        """Lock one session's answers (every case of it complete); returns when (UTC ISO). Idempotent."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT submitted_at FROM session_submissions WHERE reader = ? AND session = ?",
+                                   (reader, session)).fetchone()
+                if row:
+                    conn.execute("ROLLBACK")
+                    return row["submitted_at"]
+                rows = conn.execute("SELECT * FROM answers WHERE reader = ?", (reader,)).fetchall()
+                answers = {r["case_id"]: _row_to_answer(r) for r in rows}
+                missing = [c for c in case_ids if not is_complete(answers.get(c))]
+                if missing:
+                    raise AnswerError(f"{len(missing)} case(s) of this session are not fully answered yet")
+                when = _now()
+                conn.execute("INSERT INTO session_submissions (reader, session, submitted_at) VALUES (?, ?, ?)",
+                             (reader, session, when))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return when
 
     def submit(self, reader: str, case_ids: list[str]) -> str:
         """Lock the reader's answers; every case must be complete. Returns the submission time (UTC ISO)."""

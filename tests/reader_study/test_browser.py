@@ -49,7 +49,7 @@ def _open(pw, chromium: str, profile: Path, link: str):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
+    page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url} ({req.failure})"))
     page.goto(link)
     page.wait_for_selector("body[data-ready='1']")
     return context, page, errors
@@ -243,3 +243,42 @@ def test_t2w_beside_the_case_zoom_and_keys(rs, inputs, tmp_path):
 
     first = json.loads((study / "manifest.json").read_text())["readers"]["R1"][0]
     assert AnswerStore(study / "answers.sqlite").reading_seconds()[("R1", first)] > 0.2
+
+
+@pytest.mark.browser
+def test_two_sessions_page_titles_and_washout(rs, inputs, tmp_path):
+    """Session 1 shows its cases with the session in the title; after its submission the page shows the washout."""
+    sync_playwright, chromium = _browser_or_skip()
+    from synthseq.reader_study import build_study
+
+    study = tmp_path / "study"
+    build_study(inputs["real"], inputs["synthetic"], study, ["R1"], seed=0, sessions=2, washout_days=14)
+    n = len(rs.SUBJECTS)
+    proc, url, links = rs.start_server(study)
+    try:
+        with sync_playwright() as pw:
+            context, page, errors = _open(pw, chromium, tmp_path / "profile", links["R1"])
+            assert page.text_content("#case-title") == f"Session 1 of 2 · Case 1 of {n}"
+            for i in range(n):
+                _answer(page, ANSWERS[i % 2])
+                if i < n - 1:
+                    page.keyboard.press("n")
+            page.click("#submit")
+            page.click("#confirm-submit")
+            _expect_text(page, "#case-title", "Session 1 submitted")
+            from playwright.sync_api import expect
+
+            expect(page.locator("#save-status")).to_contain_text("Session 2 opens", timeout=TIMEOUT_MS)
+            assert page.is_hidden("#viewer")
+            # keepalive reading-time posts are reported as aborted by the reload even when they arrived: the
+            # database below says whether they did
+            assert not [e for e in errors if not ("/time/" in e and "ERR_ABORTED" in e)], errors
+            context.close()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    from synthseq.reader_study.store import AnswerStore
+
+    first = json.loads((study / "manifest.json").read_text())["readers"]["R1"][:n]
+    seconds = AnswerStore(study / "answers.sqlite").reading_seconds()
+    assert all(seconds.get(("R1", cid), 0) > 0 for cid in first), seconds

@@ -152,7 +152,8 @@
     const c = st.cases[index];
     const answer = st.answers[c.id] || {};
     const locked = !!st.submitted_at;
-    $("case-title").textContent = "Case " + (index + 1) + " of " + st.total;
+    $("case-title").textContent = (st.session ? "Session " + st.session.index + " of " + st.session.count + " · " : "")
+      + "Case " + (index + 1) + " of " + st.total;
     for (const fs of fields) {
       const name = fs.dataset.field;
       const value = answer[name];
@@ -227,16 +228,19 @@
   }
 
   // ------------------------------------------------------------------------------------------ reading time
+  const timePosts = new Set();  // reading-time reports still on their way
+
   function flushTime() {
     // Seconds the current case was on screen since it was shown (or the page became visible again).
-    if (shownAt === null || !st) return;
+    if (shownAt === null || !st || !st.cases.length) return;
     const seconds = (performance.now() - shownAt) / 1000;
     shownAt = null;
     if (!(seconds > 0.05)) return;
-    fetch(api("time/" + st.cases[index].id), {
+    const p = fetch(api("time/" + st.cases[index].id), {
       method: "POST", headers: { "Content-Type": "application/json" }, keepalive: true,
       body: JSON.stringify({ seconds: Math.min(seconds, 3600) }),
-    }).catch(() => {});
+    }).catch(() => {}).finally(() => timePosts.delete(p));
+    timePosts.add(p);
   }
 
   function startClock() {
@@ -258,10 +262,18 @@
 
   async function submitAll() {
     $("confirm-panel").hidden = true;
+    flushTime();  // the current case's time, while its session is still open
     await saving;
+    await Promise.all(Array.from(timePosts));
     const r = await fetch(api("submit"), { method: "POST" });
     const body = await r.json().catch(() => ({}));
     if (!r.ok) { setStatus("Not submitted: " + (body.error || r.status), true); return; }
+    if (body.session_submitted) {  // session 1 locked: reload, the page then shows the washout
+      shownAt = null;
+      await Promise.all(Array.from(timePosts));
+      location.reload();
+      return;
+    }
     st.submitted_at = body.submitted_at;
     setStatus("Submitted");
     fillForm();
@@ -377,6 +389,13 @@
       st = await r.json();
     } catch (err) {
       setStatus("Cannot load the study: " + err.message, true);
+      return;
+    }
+    if (st.total === 0 && st.session) {  // between the two sessions: nothing to read until the washout is over
+      $("case-title").textContent = "Session " + (st.session.index - 1) + " submitted";
+      setStatus("Session " + st.session.index + " opens " + new Date(st.session.opens_at).toLocaleString());
+      for (const id of ["viewer", "answer-form"]) $(id).hidden = true;
+      document.body.dataset.ready = "1";
       return;
     }
     setStatus(st.submitted_at ? "Submitted" : "Ready");
