@@ -11,6 +11,14 @@ write the pseudo-STIR NIfTI atomically. Cases:
   absent); its 195 x 384 slices are padded to 256 x 512 for the U-Net.
 
 Model throughput is ``Synthesizer``'s forward pass alone on resident batches at 256x256 and 512x512.
+
+CPU engines (``--engines``, on the CPU by default): the same volume (the real one; the tiny one in ``--quick``) file
+to file through each engine, timed round-robin (one repeat of each in turn, so a change of the machine's load hits
+all alike): ``torch_nchw`` (eager torch in the default memory layout: synthseq's CPU path before channels_last),
+``torch`` (eager, channels_last: the default torch engine), ``onnxruntime`` (the generator exported to ONNX in
+memory and run by ONNX Runtime, ``synthesize --engine onnxruntime``). Each engine's output is compared with
+``torch_nchw``'s (largest difference in model units, where 1e-3 is the allowed change) and the ratio to it is
+stated; the machine's load average before and after is recorded, since other processes share the cores.
 Targets: >= 10,000 slices/s at 256x256 on an H100; 16x512x512 < 1 s file to file on a GPU; 16x256x256 < 5 s on 2
 CPU cores (``--threads 2``).
 
@@ -22,16 +30,29 @@ CPU cores (``--threads 2``).
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, emit, environment, median_rate, median_seconds, sagittal_affine, synthetic_volume
+from _common import (
+    ROOT,
+    emit,
+    environment,
+    median_rate,
+    median_seconds,
+    ratio,
+    sagittal_affine,
+    synthetic_volume,
+)
 
 REAL_T2W = ROOT.parent / "shared" / "data" / "real" / "cervical_t2" / "sct_errsm30_T2w_sag_fullfov.nii.gz"
 TARGET_SLICES_PER_S_256 = 10_000.0  # H100
 TARGET_GPU_512_S = 1.0  # 16x512x512, file to file, GPU
 TARGET_CPU_256_S = 5.0  # 16x256x256, file to file, 2 CPU cores
+TARGET_CPU_REAL_S = 8.0  # the real 384x195x52 T2w, file to file, 2 CPU cores, fastest engine
+CPU_ENGINES = ("torch_nchw", "torch", "onnxruntime")
 
 
 def write_checkpoint(path: Path, width: int, num_downs: int) -> Path:
@@ -101,6 +122,71 @@ def model_throughput(synth, size: int, batch: int, device: str, windows: int, ca
             "detail": r}
 
 
+def make_engine(ckpt: Path, engine: str, batch: int):
+    """A Synthesizer running ``engine`` (see :data:`CPU_ENGINES`) on the CPU."""
+    import torch
+
+    from synthseq import Synthesizer
+
+    synth = Synthesizer.from_checkpoint(ckpt, device="cpu", batch_size=batch)
+    if engine == "torch_nchw":  # the CPU path before channels_last: eager torch, default memory layout
+        synth.channels_last = False
+        synth.model = synth.model.to(memory_format=torch.contiguous_format)
+        return synth.set_engine("torch")
+    return synth.set_engine(engine)
+
+
+def compare_engines(ckpt: Path, src: Path, tmp: Path, engines: list[str], batch: int, repeats: int,
+                    warmup: int) -> dict:
+    """File-to-file seconds of each engine on ``src``, timed round-robin; output differences and ratios against
+    ``torch_nchw`` (the reference; timed too even when not asked for, as ratios need it)."""
+    import time
+
+    from synthseq.io import load_volume
+    from synthseq.synthesis import synthesize_path
+
+    names = ["torch_nchw", *[e for e in engines if e != "torch_nchw"]]
+    built, setup_s = {}, {}
+    for name in names:
+        t0 = time.perf_counter()
+        built[name] = make_engine(ckpt, name, batch)
+        setup_s[name] = time.perf_counter() - t0  # checkpoint load (+ the in-memory ONNX export and session)
+    outs = {name: tmp / f"engine_{name}_pseudoSTIR.nii.gz" for name in names}
+
+    def run(name: str) -> float:
+        t0 = time.perf_counter()
+        synthesize_path(ckpt, src, outs[name], synthesizer=built[name], overwrite=True)
+        return time.perf_counter() - t0
+
+    for name in names:
+        for _ in range(warmup):
+            run(name)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(repeats):
+        for name in names:
+            times[name].append(run(name))
+    vol = load_volume(src)
+    scale = built["torch_nchw"].prepare_inputs(vol)[1].scale  # scanner units per model unit
+    ref = load_volume(outs["torch_nchw"]).data
+    result = {"volume": str(src), "shape": list(vol.shape), "batch": batch, "repeats": repeats,
+              "reference": "torch_nchw", "engines": {}}
+    for name in names:
+        t = sorted(times[name])
+        diff = float(abs(load_volume(outs[name]).data - ref).max() / scale)
+        result["engines"][name] = {"seconds": statistics.median(t), "min": t[0], "max": t[-1], "times": times[name],
+                                   "setup_s": setup_s[name], "max_abs_diff_model_units": diff,
+                                   "within_1e-3": diff <= 1e-3}
+    base = result["engines"]["torch_nchw"]["seconds"]
+    for r in result["engines"].values():
+        r["speedup_vs_torch_nchw"] = ratio(base, r["seconds"])
+    ok = {n: r for n, r in result["engines"].items() if r["within_1e-3"]}
+    fastest = min(ok, key=lambda n: ok[n]["seconds"])
+    result["fastest"] = fastest
+    result["fastest_seconds"] = ok[fastest]["seconds"]
+    result["ratio_fastest_vs_torch_nchw"] = ok[fastest]["speedup_vs_torch_nchw"]
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="cuda | cpu | auto (default)")
@@ -109,8 +195,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cases", default=None,
                         help="comma-separated subset of 16x256x256,16x512x512,real (default: all)")
     parser.add_argument("--quick", action="store_true", help="tiny model and volume (seconds; for tests)")
+    parser.add_argument("--engines", default=None,
+                        help=f"comma-separated CPU engines to compare, of {','.join(CPU_ENGINES)} (default: all on "
+                        "the CPU, none on CUDA; 'none' skips the comparison)")
+    parser.add_argument("--engine-repeats", type=int, default=None, help="file-to-file repeats per engine (default 3)")
+    parser.add_argument("--skip-throughput", action="store_true", help="leave out the forward-pass throughput")
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()
 
     import torch
 
@@ -126,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
         cases = {"4x64x64": (4, 64, 64)}
         throughput = [(64, 8, 1, 1)]  # (size, batch, windows, calls)
     else:
-        width, num_downs, infer_batch = 64, 8, 32 if cuda else 8
+        width, num_downs, infer_batch = 64, 8, 32 if cuda else 16  # CPU: 16 measured faster than 8
         repeats, warmup = (5, 1) if cuda else (2, 0)
         cases = {"16x256x256": (16, 256, 256), "16x512x512": (16, 512, 512)}
         throughput = [(256, 256, 5, 10), (512, 64, 5, 10)] if cuda else [(256, 4, 3, 2), (512, 2, 3, 1)]
@@ -158,7 +250,21 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             result_cases["real_384x195x52"] = {"path": str(real), **time_file(
                 synth, real, tmp / "real_pseudoSTIR.nii.gz", device, warmup, repeats)}
-        rates = {f"{s}x{s}": model_throughput(synth, s, b, device, w, c) for s, b, w, c in throughput}
+        rates = {} if args.skip_throughput else {
+            f"{s}x{s}": model_throughput(synth, s, b, device, w, c) for s, b, w, c in throughput}
+        engines_wanted = ([] if cuda else list(CPU_ENGINES)) if args.engines is None else [
+            e.strip() for e in args.engines.split(",") if e.strip() and e.strip() != "none"]
+        for e in engines_wanted:
+            if e not in CPU_ENGINES:
+                parser.error(f"--engines: unknown {e!r} (choose from {', '.join(CPU_ENGINES)})")
+        engines = None
+        if engines_wanted:
+            if cuda:
+                parser.error("--engines compares CPU engines: use --device cpu")
+            src = real if (real.is_file() and not args.quick and (wanted is None or "real" in wanted)) else \
+                write_volume(tmp / "engines_T2w.nii.gz", next(iter(cases.values())) if cases else (4, 64, 64))
+            repeats_e = args.engine_repeats or (1 if args.quick else 3)
+            engines = compare_engines(ckpt, src, tmp, engines_wanted, infer_batch, repeats_e, warmup)
 
     full = not args.quick and width == 64 and num_downs == 8
     targets = {
@@ -187,6 +293,10 @@ def main(argv: list[str] | None = None) -> dict:
         "file_to_file": result_cases,
         "throughput": rates,
         "targets": targets,
+        "engines": engines,
+        "load_average": {"before": list(load_before), "after": list(os.getloadavg()), "cpu_count": os.cpu_count(),
+                         "note": "1-, 5- and 15-minute load averages: above cpu_count, other processes were "
+                                 "competing for the cores during the run"},
     }
     emit(result, args.out)
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,76 @@ def test_run_all_collects_results_and_rejects_unknown_names(tmp_path):
     bad = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--only", "nope"], capture_output=True,
                          text=True, timeout=120, check=False)
     assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+def test_synthesis_latency_compares_cpu_engines(tmp_path):
+    r = run_script("synthesis_latency", tmp_path, "--device", "cpu", "--quick", "--threads", "1", "--cases", "x",
+                   "--engines", "torch,onnxruntime")
+    e = r["engines"]
+    assert e["reference"] == "torch_nchw" and e["shape"] == [4, 64, 64] and e["repeats"] == 1
+    assert set(e["engines"]) == {"torch_nchw", "torch", "onnxruntime"}  # the reference is always timed
+    ref = e["engines"]["torch_nchw"]
+    assert ref["max_abs_diff_model_units"] == 0.0 and ref["speedup_vs_torch_nchw"] == pytest.approx(1.0)
+    for name, eng in e["engines"].items():
+        assert positive(eng["seconds"]) and positive(eng["setup_s"]), name
+        assert eng["min"] <= eng["seconds"] <= eng["max"]
+        assert eng["within_1e-3"] and 0.0 <= eng["max_abs_diff_model_units"] <= 1e-3, name
+        assert eng["speedup_vs_torch_nchw"] == pytest.approx(ref["seconds"] / eng["seconds"])
+    assert e["fastest"] in e["engines"]
+    assert e["fastest_seconds"] == min(v["seconds"] for v in e["engines"].values())
+    load = r["load_average"]
+    assert len(load["before"]) == len(load["after"]) == 3 and load["cpu_count"] >= 1
+
+
+def test_learning_curve_quick(tmp_path):
+    fig = tmp_path / "curve.png"
+    r = run_script("learning_curve", tmp_path, "--quick", "--figure", str(fig))
+    assert r["benchmark"] == "learning_curve" and r["config"] == "pix2pix_cpu_tiny.yaml"
+    check_environment(r["environment"], "cpu")
+    assert r["steps"] == 20 and r["snapshot_every"] == 10
+    assert [row["step"] for row in r["curve"]] == [10, 20]  # one snapshot per checkpoint write
+    assert r["n_test"] >= 1 and r["n_train"] >= 1
+    prev = 0.0
+    for row in r["curve"]:
+        assert -1.0 <= row["ssim"]["mean"] <= 1.0 and positive(row["mae"]["mean"])
+        assert row["train_seconds"] > prev and positive(row["train_cpu_seconds"])
+        assert row["train_minutes"] == pytest.approx(row["train_seconds"] / 60)
+        prev = row["train_seconds"]
+        assert row["contrast_recovery"] and all(k.startswith("cr_") for k in row["contrast_recovery"])
+    assert r["best"]["ssim"] == max(row["ssim"]["mean"] for row in r["curve"])
+    assert set(r["baselines_ssim"]) >= {"histmatch", "linear_pooled"}
+    assert r["validation_log"] and r["validation_log"][-1]["step"] == 20
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and r["figure"] == str(fig)
+
+
+def test_gpu_check_cpu_smoke_writes_json_and_survives_a_broken_part(tmp_path):
+    """The whole GPU check at tiny size on the CPU, with one part broken on purpose: that part is reported as
+    failed (exit 1) and every other part still runs and writes its JSON."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_BREAK": "synthesis_latency",
+           "GPU_CHECK_WORK": str(tmp_path / "work")}
+    proc = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), "--cpu-smoke", "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    r = json.loads((out / "gpu_check.json").read_text())
+    assert r["benchmark"] == "gpu_check" and r["smoke"] is True and r["ok"] is False
+    parts = r["parts"]
+    assert set(parts) == {"install", "imports", "env", "pytest_gpu", "train_throughput", "synthesis_latency",
+                          "phantom", "train", "synthesize", "evaluate"}
+    assert parts["synthesis_latency"]["status"] == "failed" and parts["synthesis_latency"]["returncode"] == 3
+    assert "broken on purpose" in "\n".join(parts["synthesis_latency"]["log_tail"])
+    for name, p in parts.items():
+        if name not in ("synthesis_latency", "install", "pytest_gpu"):
+            assert p["status"] == "ok", (name, p)
+    assert parts["install"]["status"] == "skipped"
+    assert parts["pytest_gpu"]["status"] in ("ok", "no_tests")
+    assert r["imports"]["missing"] == {}
+    pt = r["pytest_gpu"]
+    assert pt["tests"] >= 1 and pt["skipped"] == pt["tests"] and pt["failed"] == []  # CPU: gpu tests skip
+    assert r["train_throughput"]["pix2pix"]["ratio"] > 0 and r["synthesis_latency"] is None
+    assert r["training"]["steps_done"] == 12 and len(r["training"]["validation"]) == 2
+    te = r["test"]
+    assert te["n_subjects"] >= 1 and -1 <= te["ssim"]["mean"] <= 1 and positive(te["mae"]["mean"])
+    assert set(te["baselines_ssim"]) >= {"histmatch", "linear_pooled"}
+    assert "FAILED PARTS: synthesis_latency" in proc.stdout and "held-out test" in proc.stdout
+    assert len(proc.stdout.splitlines()) <= 25  # one screen
