@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from ._version import __version__
+from .config import Config, from_dict, migrate_config
 from .data.preprocess import DEFAULT_PERCENTILES, Preprocessor
 from .errors import InputError
 from .utils import atomic_path
@@ -100,7 +101,7 @@ class ModelSpec:
     def from_checkpoint(cls, ckpt: Mapping[str, Any]) -> ModelSpec:
         """Read the spec of a loaded checkpoint of any schema version (version 1 = synthseq 0.1.0: preprocessing
         under ``normalization``, no slice plane or splits)."""
-        config = dict(ckpt["config"])
+        config = migrate_config(dict(ckpt["config"]), warn=False)
         data = config.get("data", {}) or {}
         pre = ckpt.get("preprocessing") or ckpt.get("normalization") or {
             "method": data.get("norm", "percentile"), "percentiles": data.get("norm_percentiles", DEFAULT_PERCENTILES)}
@@ -164,11 +165,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def build_model_from_checkpoint(ckpt: Mapping[str, Any]):
     """Rebuild the :class:`~synthseq.models.base.GANModel` from the config inside ``ckpt``, load its weights and
     put it in eval mode (on the CPU; move it where you need it)."""
-    from .config import Config, from_dict
     from .models import build_gan
 
     try:
-        cfg = from_dict(Config, ckpt["config"])
+        cfg = from_dict(Config, migrate_config(dict(ckpt["config"]), warn=False))
     except Exception as exc:
         raise InputError(f"checkpoint config is not valid for this synthseq version: {exc}") from exc
     model = build_gan(cfg.model, cfg.loss, in_channels_of(ckpt["config"]))

@@ -19,6 +19,7 @@ import dataclasses
 import math
 import types
 import typing
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,7 @@ class DataConfig:
     split_seed: int = 0
     min_foreground: float = 0.05  #: slices with a smaller body fraction are not sampled
     register: bool = False  #: rigidly register each target onto its input grid (NCC) after affine resampling
-    lesion_key: str | None = None  #: e.g. "lesions": per-subject lesion map (code > 0 = lesion) for loss.lambda_lesion
+    lesion_key: str | None = None  #: e.g. "lesions": per-subject lesion map (code > 0 = lesion) for loss.pix2pix.lambda_lesion
     lesion_slice_weight: float = 1.0  #: paired + lesion_key: slices with a lesion drawn this many times as often (> 1 also keeps the lesion in the crop)
     augment: bool = True
     gpu_resident: bool | None = None  #: slice bank resident on the training device (None/true); false: DataLoader
@@ -132,25 +133,75 @@ class ModelConfig:
 
 
 @dataclass
-class LossConfig:
-    """Loss weights (classic pix2pix / CycleGAN defaults)."""
+class Pix2PixLossConfig:
+    """pix2pix's generator objective (``loss.pix2pix``; classic pix2pix: L1 weight 100, nothing else)."""
 
-    gan_mode: str = "auto"  #: "vanilla" | "lsgan" | "hinge" | "auto" (vanilla for pix2pix, lsgan for cyclegan)
     lambda_l1: float = 100.0
-    lambda_ssim: float = 0.0
-    lambda_lesion: float = 0.0  #: pix2pix: extra L1 averaged over lesion pixels only (needs data.lesion_key)
-    lambda_perceptual: float = 0.0
+    lambda_ssim: float = 0.0  #: weight of 1 - SSIM (the metric's SSIM)
+    lambda_lesion: float = 0.0  #: extra L1 averaged over lesion pixels only (needs data.lesion_key)
+    lambda_perceptual: float = 0.0  #: weight of LPIPS (backbone weights from the torch cache)
+
+    def validate(self, prefix: str = "loss.pix2pix") -> Pix2PixLossConfig:
+        for f in dataclasses.fields(self):
+            check_float(f"{prefix}.{f.name}", getattr(self, f.name), 0.0)
+        return self
+
+
+@dataclass
+class CycleGANLossConfig:
+    """CycleGAN's objective (``loss.cyclegan``; the classic defaults)."""
+
     lambda_cycle: float = 10.0
-    lambda_identity: float = 0.5
-    pool_size: int = 50
+    lambda_identity: float = 0.5  #: relative to lambda_cycle (0 disables)
+    pool_size: int = 50  #: images per discriminator history pool (0 disables)
+
+    def validate(self, prefix: str = "loss.cyclegan") -> CycleGANLossConfig:
+        check_float(f"{prefix}.lambda_cycle", self.lambda_cycle, 0.0)
+        check_float(f"{prefix}.lambda_identity", self.lambda_identity, 0.0)
+        check_int(f"{prefix}.pool_size", self.pool_size, 0)
+        return self
+
+
+@dataclass
+class LossConfig:
+    """The adversarial loss shared by every GAN kind, and each built-in kind's own weights in its own section."""
+
+    gan_mode: str = "auto"  #: "vanilla" | "lsgan" | "hinge" | "auto" (the kind's default: vanilla / lsgan)
+    pix2pix: Pix2PixLossConfig = field(default_factory=Pix2PixLossConfig)
+    cyclegan: CycleGANLossConfig = field(default_factory=CycleGANLossConfig)
 
     def validate(self, prefix: str = "loss") -> LossConfig:
         check_choice(f"{prefix}.gan_mode", self.gan_mode, ("auto", "vanilla", "lsgan", "hinge"))
-        for f in dataclasses.fields(self):
-            if f.name.startswith("lambda_"):
-                check_float(f"{prefix}.{f.name}", getattr(self, f.name), 0.0)
-        check_int(f"{prefix}.pool_size", self.pool_size, 0)
+        self.pix2pix.validate(f"{prefix}.pix2pix")
+        self.cyclegan.validate(f"{prefix}.cyclegan")
         return self
+
+
+#: Keys of synthseq 0.1.0's flat ``loss`` section and the kind section each one moved to (``migrate_config``).
+LEGACY_LOSS_KEYS = {"lambda_l1": "pix2pix", "lambda_ssim": "pix2pix", "lambda_lesion": "pix2pix",
+                    "lambda_perceptual": "pix2pix", "lambda_cycle": "cyclegan", "lambda_identity": "cyclegan",
+                    "pool_size": "cyclegan"}
+
+
+def migrate_config(data: dict[str, Any], source: str = "config", warn: bool = True) -> dict[str, Any]:
+    """A run-config dict of synthseq 0.1.0 (flat ``loss`` keys) in today's layout (``loss.<kind>.<key>``).
+
+    Checkpoints and run folders of 0.1.0 keep loading; a user's YAML with an old key gets one warning per key
+    saying where it moved (the value is kept).
+    """
+    loss = data.get("loss") if isinstance(data, dict) else None
+    if not isinstance(loss, dict) or not any(k in LEGACY_LOSS_KEYS for k in loss):
+        return data
+    loss = dict(loss)
+    for key in [k for k in loss if k in LEGACY_LOSS_KEYS]:
+        kind = LEGACY_LOSS_KEYS[key]
+        section = dict(loss.get(kind) or {})
+        section.setdefault(key, loss.pop(key))
+        loss[kind] = section
+        if warn:
+            warnings.warn(f"{source}: loss.{key} is now loss.{kind}.{key} (read as that)", FutureWarning,
+                          stacklevel=3)
+    return {**data, "loss": loss}
 
 
 @dataclass
@@ -367,6 +418,11 @@ def apply_overrides(obj: T, overrides: Sequence[str]) -> T:
     data = to_dict(obj)
     for text in overrides:
         path, value = parse_override(text)
+        if isinstance(obj, Config) and len(path) == 2 and path[0] == "loss" and path[1] in LEGACY_LOSS_KEYS:
+            kind = LEGACY_LOSS_KEYS[path[1]]
+            warnings.warn(f"override {text!r}: loss.{path[1]} is now loss.{kind}.{path[1]} (read as that)",
+                          FutureWarning, stacklevel=2)
+            path = ["loss", kind, path[1]]
         node = data
         for i, part in enumerate(path[:-1]):
             if not isinstance(node, dict) or part not in node or not isinstance(node[part], dict):
@@ -413,6 +469,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def load_typed(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Load dataclass ``cls`` from a YAML file (or defaults when ``path`` is None) plus overrides."""
     data = load_yaml(path) if path is not None else {}
+    if cls is Config:
+        data = migrate_config(data, str(path) if path is not None else "config")
     try:
         obj = from_dict(cls, data)
     except ConfigError as exc:

@@ -29,12 +29,12 @@ def test_yaml_round_trip(tmp_path):
 
 def test_overrides_nested_bool_float_and_free_mapping():
     cfg = load_config(None, [
-        "train.amp=false", "train.lr=1e-3", "loss.lambda_l1=50", "data.pixel_spacing_mm=null",
+        "train.amp=false", "train.lr=1e-3", "loss.pix2pix.lambda_l1=50", "data.pixel_spacing_mm=null",
         "model.generator_kwargs.num_downs=6", "model.generator_kwargs.norm=instance", "name=run 1",
     ])
     assert cfg.train.amp is False
     assert cfg.train.lr == pytest.approx(1e-3)
-    assert isinstance(cfg.loss.lambda_l1, float) and cfg.loss.lambda_l1 == 50.0  # int -> float
+    assert isinstance(cfg.loss.pix2pix.lambda_l1, float) and cfg.loss.pix2pix.lambda_l1 == 50.0  # int -> float
     assert cfg.data.pixel_spacing_mm is None
     assert cfg.model.generator_kwargs == {"num_downs": 6, "norm": "instance"}
     assert cfg.name == "run 1"
@@ -45,7 +45,7 @@ def test_yaml_file_then_overrides_win(tmp_path):
     path.write_text("train:\n  steps: 5\n  batch_size: 2\ndata:\n  image_size: 64\nmodel:\n  generator_kwargs: {num_downs: 6}\n")
     cfg = load_config(path, ["train.steps=7"])
     assert (cfg.train.steps, cfg.train.batch_size, cfg.data.image_size) == (7, 2, 64)
-    assert cfg.loss.lambda_l1 == Config().loss.lambda_l1  # untouched sections keep defaults
+    assert cfg.loss.pix2pix.lambda_l1 == Config().loss.pix2pix.lambda_l1  # untouched sections keep defaults
 
 
 @pytest.mark.parametrize("override, key", [
@@ -119,3 +119,18 @@ def test_every_shipped_config_loads_into_its_dataclass():
         cfg = load_typed(cls, path, []) if cls else load_config(path, [])
         if cls is None:  # a training config names its own run folder after itself
             assert cfg.name == path.stem and cfg.train.out_dir.endswith(path.stem), path.name
+
+
+def test_flat_loss_keys_of_0_1_0_move_to_their_kind_section_with_a_warning(tmp_path):
+    from synthseq.config import migrate_config
+
+    path = tmp_path / "old.yaml"
+    path.write_text("loss:\n  gan_mode: lsgan\n  lambda_l1: 20\n  pool_size: 3\n")
+    with pytest.warns(FutureWarning, match="loss.lambda_l1 is now loss.pix2pix.lambda_l1"):
+        cfg = load_config(path, ["loss.lambda_identity=0.25"])
+    assert (cfg.loss.gan_mode, cfg.loss.pix2pix.lambda_l1) == ("lsgan", 20.0)
+    assert (cfg.loss.cyclegan.pool_size, cfg.loss.cyclegan.lambda_identity) == (3, 0.25)
+    assert migrate_config({"loss": {"lambda_cycle": 5}}, warn=False) == {"loss": {"cyclegan": {"lambda_cycle": 5}}}
+    with pytest.raises(ConfigError, match="unknown config key 'loss.pix2pix.lambda_cycle'"):
+        load_config(None, ["loss.pix2pix.lambda_cycle=1"])  # each kind's section holds only its own weights
+

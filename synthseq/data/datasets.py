@@ -189,7 +189,7 @@ def prepare_subject(
     if lesion_key is not None:
         if not subject.has(lesion_key):
             raise InputError(f"{subject.id}: no {lesion_key} file for the lesion-weighted loss (train without lesion "
-                             f"maps with data.lesion_key=null loss.lambda_lesion=0)")
+                             f"maps with data.lesion_key=null loss.pix2pix.lambda_lesion=0)")
         lesion_codes = _code_map_on(subject.path(lesion_key), ref)
         lesion = np.ascontiguousarray(view.to_slices(lesion_codes > 0))[:, None].astype(np.float32)
 

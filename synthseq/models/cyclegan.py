@@ -65,7 +65,7 @@ class CycleGAN(GANModel):
         for key, value in (("lambda_cycle", lambda_cycle), ("lambda_identity", lambda_identity),
                            ("pool_size", pool_size)):
             if value < 0:
-                raise ConfigError(f"loss.{key}: must be >= 0, got {value}")
+                raise ConfigError(f"loss.cyclegan.{key}: must be >= 0, got {value}")
         self.G_AB, self.G_BA, self.D_A, self.D_B = G_AB, G_BA, D_A, D_B
         self.criterion_gan = GANLoss(gan_mode)
         self.lambda_cycle = lambda_cycle
@@ -78,10 +78,13 @@ class CycleGAN(GANModel):
 
     @classmethod
     def from_config(cls, model_cfg, loss_cfg, in_channels: int, gan_mode: str) -> CycleGAN:
-        """Two generators of ``model.generator`` (``C_in -> 1`` and back), two discriminators; weights
-        ``loss.lambda_cycle / lambda_identity / pool_size``. Pixel-wise paired terms are refused."""
-        if loss_cfg.lambda_lesion > 0:
-            raise ConfigError("loss.lambda_lesion: needs paired data (pix2pix); CycleGAN never sees a pixel's target")
+        """Two generators of ``model.generator`` (``C_in -> 1`` and back), two discriminators; weights from
+        ``loss.cyclegan`` (lambda_cycle / lambda_identity / pool_size). pix2pix's lesion term is refused: it needs a
+        pixel's paired target, which CycleGAN never sees."""
+        if loss_cfg.pix2pix.lambda_lesion > 0:
+            raise ConfigError("loss.pix2pix.lambda_lesion: needs paired data (pix2pix); CycleGAN never sees a "
+                              "pixel's target")
+        w = loss_cfg.cyclegan
         g_name, g_kw = model_cfg.generator, dict(model_cfg.generator_kwargs or {})
         d_name, d_kw = model_cfg.discriminator, dict(model_cfg.discriminator_kwargs or {})
         return cls(
@@ -89,8 +92,8 @@ class CycleGAN(GANModel):
             network(g_name, g_kw, "generator", in_channels=1, out_channels=in_channels),
             network(d_name, d_kw, "discriminator", in_channels=in_channels),
             network(d_name, d_kw, "discriminator", in_channels=1),
-            gan_mode=gan_mode, lambda_cycle=loss_cfg.lambda_cycle, lambda_identity=loss_cfg.lambda_identity,
-            pool_size=loss_cfg.pool_size,
+            gan_mode=gan_mode, lambda_cycle=w.lambda_cycle, lambda_identity=w.lambda_identity,
+            pool_size=w.pool_size,
         )
 
     def generator_modules(self) -> list[str]:

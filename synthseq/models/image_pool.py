@@ -78,7 +78,7 @@ class ImagePool:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (images stay on the device they were loaded to)."""
         if int(state["size"]) != self.size:
-            raise ConfigError(f"loss.pool_size is {self.size} but the saved image pool has size {state['size']}")
+            raise ConfigError(f"loss.cyclegan.pool_size is {self.size} but the saved image pool has size {state['size']}")
         images = state["images"]
         self.images = [] if images is None else list(images.unbind(0))
         self.generator.set_state(state["generator"])

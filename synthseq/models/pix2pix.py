@@ -54,7 +54,7 @@ class Pix2Pix(GANModel):
         for key, value in (("lambda_l1", lambda_l1), ("lambda_lesion", lambda_lesion), ("lambda_ssim", lambda_ssim),
                            ("lambda_perceptual", lambda_perceptual)):
             if value < 0:
-                raise ConfigError(f"loss.{key}: must be >= 0, got {value}")
+                raise ConfigError(f"loss.pix2pix.{key}: must be >= 0, got {value}")
         self.G = generator
         self.D = discriminator
         self.criterion_gan = GANLoss(gan_mode)
@@ -66,15 +66,16 @@ class Pix2Pix(GANModel):
 
     @classmethod
     def from_config(cls, model_cfg, loss_cfg, in_channels: int, gan_mode: str) -> Pix2Pix:
-        """G: ``C_in -> 1``; D on ``C_in + 1`` channels; weights ``loss.lambda_l1 / lambda_lesion / lambda_ssim /
-        lambda_perceptual``."""
+        """G: ``C_in -> 1``; D on ``C_in + 1`` channels; weights from ``loss.pix2pix`` (lambda_l1 / lambda_lesion /
+        lambda_ssim / lambda_perceptual)."""
+        w = loss_cfg.pix2pix
         return cls(
             network(model_cfg.generator, dict(model_cfg.generator_kwargs or {}), "generator",
                     in_channels=in_channels, out_channels=1),
             network(model_cfg.discriminator, dict(model_cfg.discriminator_kwargs or {}), "discriminator",
                     in_channels=in_channels + 1),
-            gan_mode=gan_mode, lambda_l1=loss_cfg.lambda_l1, lambda_lesion=loss_cfg.lambda_lesion,
-            lambda_ssim=loss_cfg.lambda_ssim, lambda_perceptual=loss_cfg.lambda_perceptual,
+            gan_mode=gan_mode, lambda_l1=w.lambda_l1, lambda_lesion=w.lambda_lesion, lambda_ssim=w.lambda_ssim,
+            lambda_perceptual=w.lambda_perceptual,
         )
 
     def generator_modules(self) -> list[str]:
@@ -92,7 +93,7 @@ class Pix2Pix(GANModel):
         terms = {"G_gan": g_gan, "G_l1": g_l1}
         if self.lambda_lesion > 0:
             if "lesion" not in batch:
-                raise ConfigError("loss.lambda_lesion > 0 but the batch has no lesion map: set data.lesion_key")
+                raise ConfigError("loss.pix2pix.lambda_lesion > 0 but the batch has no lesion map: set data.lesion_key")
             terms["G_l1_lesion"] = l1_loss(fake_b, real_b, batch["lesion"])
             loss = loss + self.lambda_lesion * terms["G_l1_lesion"]
         if self.lambda_ssim > 0:

@@ -198,8 +198,8 @@ def train_dataset(cfg: Config, subjects: list[Subject], targets: list[Subject] |
     ``data.unpaired_pools="shared"`` draws both pools from all of them (no pair is ever presented together, but
     each anatomy appears in both domains); ``"disjoint"`` gives the T2w pool the even-indexed subjects and the STIR
     pool the odd ones, as when T2w-only and STIR-only studies come from different patients."""
-    if cfg.loss.lambda_lesion > 0 and not (cfg.data.lesion_key and cfg.data.paired):
-        raise ConfigError("loss.lambda_lesion > 0 needs paired data and data.lesion_key (e.g. lesions)")
+    if cfg.loss.pix2pix.lambda_lesion > 0 and not (cfg.data.lesion_key and cfg.data.paired):
+        raise ConfigError("loss.pix2pix.lambda_lesion > 0 needs paired data and data.lesion_key (e.g. lesions)")
     from ..data.datasets import PairedSliceDataset, UnpairedSliceDataset
 
     if not subjects:

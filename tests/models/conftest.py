@@ -21,7 +21,11 @@ def make_gan_cfg():
     def make(kind: str = "pix2pix", generator: str = "unet", **loss: object) -> tuple[ModelConfig, LossConfig]:
         model = ModelConfig(kind=kind, generator=generator, generator_kwargs=dict(TINY_NETS[generator]),
                             discriminator="patchgan", discriminator_kwargs=dict(TINY_NETS["patchgan"]))
-        return model, LossConfig(**loss)
+        # flat weight names (lambda_l1=..., pool_size=...) go to the kind's section, gan_mode stays shared
+        cfg = LossConfig(gan_mode=str(loss.pop("gan_mode", "auto")))
+        for key, value in loss.items():
+            setattr(cfg.pix2pix if hasattr(cfg.pix2pix, key) else cfg.cyclegan, key, value)
+        return model, cfg
 
     return make
 

@@ -49,9 +49,10 @@ def test_rebuild_from_config_restores_the_model(make_gan_cfg):
     (lambda m, loss: m.discriminator_kwargs.update(norm="layer"), "model.discriminator: .*norm 'layer'"),
     (lambda m, loss: m.generator_kwargs.update(in_channels=2), "model.generator_kwargs.in_channels"),
     (lambda m, loss: setattr(loss, "gan_mode", "wgan"), "loss.gan_mode"),
-    (lambda m, loss: setattr(loss, "lambda_l1", -1.0), "loss.lambda_l1"),
-    (lambda m, loss: setattr(loss, "lambda_lesion", -1.0), "loss.lambda_lesion"),
-    (lambda m, loss: (setattr(m, "kind", "cyclegan"), setattr(loss, "lambda_lesion", 1.0)), "loss.lambda_lesion"),
+    (lambda m, loss: setattr(loss.pix2pix, "lambda_l1", -1.0), "loss.pix2pix.lambda_l1"),
+    (lambda m, loss: setattr(loss.pix2pix, "lambda_lesion", -1.0), "loss.pix2pix.lambda_lesion"),
+    (lambda m, loss: (setattr(m, "kind", "cyclegan"), setattr(loss.pix2pix, "lambda_lesion", 1.0)),
+     "loss.pix2pix.lambda_lesion"),
 ])
 def test_config_errors_name_the_key(make_gan_cfg, change, match):
     model_cfg, loss_cfg = make_gan_cfg("pix2pix")

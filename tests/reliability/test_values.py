@@ -38,8 +38,8 @@ BAD_TRAIN_VALUES = [
     ("data.norm_percentiles=[1, 2, 3]", "data.norm_percentiles"),
     ("data.val_fraction=0.8", "data.val_fraction + data.test_fraction"),
     ("data.min_foreground=1.5", "data.min_foreground"),
-    ("loss.lambda_l1=-1", "loss.lambda_l1"),
-    ("loss.lambda_l1=nan", "loss.lambda_l1"),
+    ("loss.pix2pix.lambda_l1=-1", "loss.pix2pix.lambda_l1"),
+    ("loss.pix2pix.lambda_l1=nan", "loss.pix2pix.lambda_l1"),
     ("loss.gan_mode=wasserstein", "loss.gan_mode"),
     ("infer.batch_size=0", "infer.batch_size"),
 ]

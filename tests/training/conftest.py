@@ -59,7 +59,7 @@ def tiny_overrides(kind: str = "pix2pix") -> list[str]:
         nets = ["model.generator_kwargs={base_channels: 4, num_downs: 3}",
                 "model.discriminator_kwargs={base_channels: 4, n_layers: 2}"]
     else:
-        nets = ["model.kind=cyclegan", "model.generator=resnet", "data.paired=false", "loss.pool_size=4",
+        nets = ["model.kind=cyclegan", "model.generator=resnet", "data.paired=false", "loss.cyclegan.pool_size=4",
                 "model.generator_kwargs={base_channels: 4, n_blocks: 1}",
                 "model.discriminator_kwargs={base_channels: 4, n_layers: 2}"]
     return [*nets, "data.image_size=16", "train.batch_size=2", "train.device=cpu", "train.schedule=constant",

@@ -78,17 +78,17 @@ def test_run_folder_checkpoint_and_tensorboard(tiny_cfg):
 
 
 def test_lesion_weighted_l1_is_trained_and_logged(tiny_cfg):
-    run_dir = run(tiny_cfg("pix2pix", "train.steps=2", "data.lesion_key=lesions", "loss.lambda_lesion=20"))
+    run_dir = run(tiny_cfg("pix2pix", "train.steps=2", "data.lesion_key=lesions", "loss.pix2pix.lambda_lesion=20"))
     rows = _log(run_dir)
     assert all(0 < r["G_l1_lesion"] < 2 for r in rows)  # lesion pixels exist in every subject of the tiny folder
-    assert load_checkpoint(run_dir / "last.pt")["config"]["loss"]["lambda_lesion"] == 20.0
+    assert load_checkpoint(run_dir / "last.pt")["config"]["loss"]["pix2pix"]["lambda_lesion"] == 20.0
 
 
-@pytest.mark.parametrize("extra", [["loss.lambda_lesion=5"], ["loss.lambda_lesion=5", "data.lesion_key=lesions",
-                                                               "data.paired=false"]])
+@pytest.mark.parametrize("extra", [["loss.pix2pix.lambda_lesion=5"],
+                                   ["loss.pix2pix.lambda_lesion=5", "data.lesion_key=lesions", "data.paired=false"]])
 def test_lesion_weight_needs_paired_lesion_maps(tiny_cfg, extra):
     cfg = tiny_cfg("pix2pix", "train.steps=1", *extra)
-    with pytest.raises(ConfigError, match="loss.lambda_lesion"):
+    with pytest.raises(ConfigError, match=r"loss\.pix2pix\.lambda_lesion"):
         run(cfg)
     assert not Path(cfg.train.out_dir).exists()  # a refused run leaves no folder (not even splits.json)
 
