@@ -187,6 +187,9 @@ def _add_synthesize(sub) -> None:
                    "<subject>_T2w.nii.gz instead")
     p.add_argument("--register", action="store_true",
                    help="refine the resampling of --extra inputs onto the T2w grid by rigid NCC registration")
+    p.add_argument("--no-erasure-check", dest="erasure_check", action="store_false",
+                   help="skip the erasure check (default: flag T2w foci the pseudo-STIR hides and pseudo-STIR foci no "
+                   "input supports; writes *_flags.nii.gz beside each output, counts on stderr and in the sidecar)")
     p.add_argument("--engine", choices=["auto", "torch", "onnxruntime"], default="auto",
                    help="what runs the generator: torch, or onnxruntime (the generator exported to ONNX in memory; "
                    "CPU only); auto (default): the faster one measured on the CPU (benchmarks/RESULTS.md), torch "
@@ -201,6 +204,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
         args.checkpoint, args.input, args.output, device=args.device, batch_size=args.batch_size,
         uncertainty=args.uncertainty, overwrite=args.overwrite, seed=args.seed, split=args.split,
         subjects=_id_list(args.subjects), extra=_key_files(args.extra), register=args.register,
+        erasure_check=args.erasure_check,
         dicom_out=args.dicom_out, engine=args.engine,
     )
     for path in outputs:

@@ -564,12 +564,16 @@ def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Pat
                     seed: int = 0, synthesizer: Synthesizer | None = None, split: str | None = None,
                     subjects: Sequence[str] | None = None, extra: Mapping[str, str | Path] | None = None,
                     register: bool = False, dicom_out: str | Path | None = None,
-                    engine: str | None = None) -> list[Path]:
+                    engine: str | None = None, erasure_check: bool = False) -> list[Path]:
     """Synthesize pseudo-STIR for a file or a folder (see :func:`plan_outputs` for the naming).
 
     A model with several inputs reads the others from ``extra`` (``{"T1w": path}``) for a file, or from
     ``<subject>_<key>.nii.gz`` beside each ``<subject>_T2w.nii.gz`` in folder mode; they are resampled onto the
     ``input``'s grid (``register``: plus rigid NCC refinement). Every input is checked before any work starts.
+
+    ``erasure_check`` (on in the CLI): compare each pseudo-STIR with its inputs (:mod:`synthseq.erasure`), write
+    the flag map beside it (:func:`synthseq.erasure.flags_path`; listed after the volume's other outputs), put the
+    counts in the sidecars (``"ErasureCheck"``) and print one line per volume on stderr.
 
     Every output is checked before any work starts: an output equal to its input is refused, and existing outputs
     are refused unless ``overwrite``. Files are written atomically as float32 with the input's affine; with
@@ -615,6 +619,10 @@ def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Pat
     planned: list[Path] = []
     for src, dst in pairs:
         targets = [dst, uncertainty_path(dst)] if uncertainty else [dst]
+        if erasure_check:
+            from .erasure import flags_path
+
+            targets.append(flags_path(dst))
         targets += [provenance.sidecar_path(t) for t in targets]
         for t in targets:
             if t.resolve() == src.resolve():
@@ -645,10 +653,19 @@ def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Pat
         prov = {"inputs": [provenance.describe_input(src, synth.grid_key),
                            *(provenance.describe_input(f, k) for k, f in files.items())],
                 "sources": [provenance.bids_uri(bids_root, src)] if bids_root is not None else None, "extra": {}}
+        flags = None
+        if erasure_check:
+            flags, counts = _erasure(volume, pred, files, synth.register, src)
+            prov["extra"] = {"ErasureCheck": counts}
         written.append(provenance.write_output(pred, dst, "pseudo", info, **prov, overwrite=overwrite))
         if unc is not None:
             written.append(provenance.write_output(unc, uncertainty_path(dst), "uncertainty", info, **prov,
                                                    overwrite=overwrite))
+        if flags is not None:
+            from .erasure import flags_path
+
+            written.append(provenance.write_output(flags, flags_path(dst), "flags", info, **prov,
+                                                   overwrite=overwrite, dtype=np.uint8))
         if dicom_out is not None:
             from .dicom_out import write_dicom_series
 
@@ -658,6 +675,20 @@ def synthesize_path(checkpoint: str | Path, input: str | Path, output: str | Pat
     if bids_root is not None and written:
         provenance.write_dataset_description(bids_root, output)
     return written
+
+
+def _erasure(volume: Volume, pred: Volume, files: Mapping[str, Path], register: bool, src: Path
+             ) -> tuple[Volume, dict[str, Any]]:
+    """The erasure check of one synthesized volume (T1w, if the model read one, on the T2w grid), its log line."""
+    import sys
+
+    from . import erasure
+    from .data.registration import align_pair
+
+    t1 = align_pair(volume, load_volume(files["T1w"]), register=register)[0] if "T1w" in files else None
+    flags, report = erasure.check(volume, pred, t1)
+    print(f"synthseq: {erasure.summary_line(str(src), report)}", file=sys.stderr, flush=True)
+    return flags, erasure.sidecar_counts(report)
 
 
 # -------------------------------------------------------------------------------------- MONAI transform
