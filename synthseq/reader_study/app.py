@@ -32,10 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from flask import Flask, Response, abort, jsonify, render_template, request
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 
-from ..errors import ConfigError, InputError
-from ..web import register_page
+from ..web import base_url, check_port, make_server, register_page
 from . import layout
 from .access import TokenIndex, load_or_create_tokens, reader_links
 from .store import AlreadySubmitted, AnswerError, AnswerStore, is_complete
@@ -232,47 +231,10 @@ def create_app(study_dir: str | Path, clock: Callable[[], float] | None = None) 
 
 
 def make_study_server(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> BaseWSGIServer:
-    """A threaded WSGI server for the study, bound but not yet serving (``port=0`` picks a free port)."""
+    """A threaded WSGI server for the study, bound but not yet serving (``port=0`` picks a free port); the port is
+    checked before the study is opened, and the access log never prints reader tokens."""
     check_port(port)
-    app = create_app(study_dir)
-    _check_can_listen(host, port)  # werkzeug itself would print a paragraph and sys.exit(1)
-    try:
-        return make_server(host, port, app, threaded=True, request_handler=_RedactingHandler)
-    except (OSError, OverflowError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise InputError(f"{host}:{port}: cannot listen ({reason})") from exc
-    except SystemExit:  # werkzeug's own "port in use" exit, if the port was taken after the check
-        raise InputError(f"{host}:{port}: cannot listen (address already in use)") from None
-
-
-def _check_can_listen(host: str, port: int) -> None:
-    """InputError naming ``host:port`` if a server socket cannot be bound there (in use, no such address)."""
-    import socket
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise InputError(f"{host}:{port}: cannot listen ({exc.strerror or exc})") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no conflict
-        try:
-            sock.bind(address)
-        except OSError as exc:
-            raise InputError(f"{host}:{port}: cannot listen ({exc.strerror or exc})") from None
-
-
-def check_port(port: object) -> int:
-    """``port`` if it is an integer in 0..65535 (0 = any free port), else :class:`ConfigError`."""
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ConfigError(f"--port: expected an integer from 0 to 65535, got {port!r}")
-    return port
-
-
-def base_url(server: BaseWSGIServer) -> str:
-    host = server.host
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{server.port}"
+    return make_server(create_app(study_dir), host, port, request_handler=_RedactingHandler)
 
 
 def serve_study(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
