@@ -167,10 +167,14 @@ def test_bids_dataset_gives_a_derivative_dataset_and_leaves_the_raw_data_alone(t
     deriv = root / "derivatives" / "synthseq"
     assert sorted(str(p.relative_to(deriv)) for p in deriv.rglob("*") if p.is_file()) == [
         "dataset_description.json",
+        "sub-01/anat/sub-01_desc-pseudoFlags_dseg.json",  # the erasure check's flag map (on in the CLI)
+        "sub-01/anat/sub-01_desc-pseudoFlags_dseg.nii.gz",
         "sub-01/anat/sub-01_desc-pseudoUncertainty_STIR.json",
         "sub-01/anat/sub-01_desc-pseudoUncertainty_STIR.nii.gz",
         "sub-01/anat/sub-01_desc-pseudo_STIR.json",
         "sub-01/anat/sub-01_desc-pseudo_STIR.nii.gz",
+        "sub-02/ses-1/anat/sub-02_ses-1_acq-sag_desc-pseudoFlags_dseg.json",
+        "sub-02/ses-1/anat/sub-02_ses-1_acq-sag_desc-pseudoFlags_dseg.nii.gz",
         "sub-02/ses-1/anat/sub-02_ses-1_acq-sag_desc-pseudoUncertainty_STIR.json",
         "sub-02/ses-1/anat/sub-02_ses-1_acq-sag_desc-pseudoUncertainty_STIR.nii.gz",
         "sub-02/ses-1/anat/sub-02_ses-1_acq-sag_desc-pseudo_STIR.json",
