@@ -39,6 +39,7 @@ def run_demo(out: str | Path = "demo_out", device: str = "auto", seed: int = 0, 
     from .phantom import generate_dataset
     from .synthesis import Synthesizer, synthesize_path
     from .training import run
+    from .training.model_card import attach_evaluation
     from .utils import resolve_device
 
     out = Path(out)
@@ -73,5 +74,7 @@ def run_demo(out: str | Path = "demo_out", device: str = "auto", seed: int = 0, 
 
     print(f"[4/4] evaluating against real STIR with baselines -> {out / 'evaluation'}")
     report = evaluate_paths(pred_dir, phantom_dir, out / "evaluation", inputs=phantom_dir, seed=seed,
-                            train_subjects=list(splits["train"]))
+                            train_subjects=list(splits["train"]), checkpoint=run_dir / "best.pt")
+    # the model card beside (and inside) best.pt now carries these held-out results, lesion classes included
+    attach_evaluation(run_dir / "best.pt", out / "evaluation" / "summary.json")
     return Path(report)

@@ -21,6 +21,8 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     table = pd.read_csv(out / "evaluation" / "metrics.csv")
     assert {"pseudo_stir", "histmatch", "linear_pooled"} <= set(table["method"])
     assert set(table["subject"]) == set(splits["test"])  # only held-out subjects are scored
+    card = (out / "run" / "MODEL_CARD.md").read_text()  # the card carries the held-out results
+    assert "## Test (held-out subjects)" in card and "Not evaluated on held-out test subjects yet" not in card
 
 
 def test_demo_refuses_a_non_empty_folder(tmp_path, capsys):
