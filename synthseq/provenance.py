@@ -52,8 +52,10 @@ import nibabel as nib
 import numpy as np
 
 from ._version import __version__
+from .data.layout import select_records
 from .errors import InputError
 from .io import NIFTI_SUFFIXES, Volume, save_volume
+from .stats import dumps
 from .utils import atomic_path
 
 #: Output kinds: (descrip text after "SYNTHETIC ", intent_name, intent code, BIDS desc label, BIDS suffix).
@@ -214,23 +216,6 @@ def build_sidecar(info: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]], 
     return side
 
 
-def _dumps(obj: Any) -> str:
-    def clean(v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        if isinstance(v, np.generic):
-            v = v.item()
-        if isinstance(v, float) and not np.isfinite(v):
-            return None
-        if isinstance(v, Path):
-            return str(v)
-        return v
-
-    return json.dumps(clean(obj), indent=2, allow_nan=False) + "\n"
-
-
 def output_paths(image: str | Path) -> list[Path]:
     """The files :func:`save_marked` writes for ``image``: the image and its sidecar."""
     return [Path(image), sidecar_path(image)]
@@ -259,7 +244,7 @@ def save_marked(volume: Volume, path: str | Path, sidecar: Mapping[str, Any], ki
     mark_header(header, kind)
     marked = Volume(volume.data, volume.affine, header=header, path=volume.path)
     with atomic_path(sidecar_path(path)) as tmp:
-        tmp.write_text(_dumps(sidecar))
+        tmp.write_text(dumps(sidecar))
         save_volume(marked, path, dtype=dtype, overwrite=overwrite)
     return path
 
@@ -343,13 +328,7 @@ def plan_bids_outputs(root: str | Path, output: str | Path | None, subjects: Seq
         if not isinstance(existing, Mapping) or existing.get("DatasetType") != "derivative" or "synthseq" not in names:
             raise InputError(f"{desc}: belongs to another dataset (not a synthseq derivative); choose another "
                              f"--output")
-    records = bids_t2w_records(root)
-    if subjects is not None:
-        known = {sid for sid, _ in records}
-        unknown = [sid for sid in subjects if sid not in known]
-        if unknown:
-            raise InputError(f"{root}: subject {unknown[0]!r} has no T2w file here")
-        records = [(sid, p) for sid, p in records if sid in set(subjects)]
+    records = select_records(bids_t2w_records(root), subjects, root, "T2w")
     if not records:
         raise InputError(f"{root}: BIDS dataset without any sub-*/[ses-*/]anat/sub-*_T2w.nii[.gz] file")
     return out, [(f, out / f.parent.relative_to(root) / derivative_name(f.name)) for _, f in records]
@@ -395,7 +374,7 @@ def write_dataset_description(raw_root: str | Path, out: str | Path, overwrite: 
     if path.exists() and not overwrite:
         return path
     with atomic_path(path) as tmp:
-        tmp.write_text(_dumps(dataset_description(raw_root, out)))
+        tmp.write_text(dumps(dataset_description(raw_root, out)))
     return path
 
 

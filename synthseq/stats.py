@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -80,7 +81,8 @@ def paired_bootstrap_ci(stat: Callable[[np.ndarray, np.ndarray], float], y, p, n
 
 
 def json_safe(obj: Any) -> Any:
-    """``obj`` with NaN / inf floats replaced by None and numpy scalars / arrays made plain, recursively."""
+    """``obj`` with NaN / inf floats replaced by None, numpy scalars / arrays made plain and paths made strings,
+    recursively."""
     if isinstance(obj, Mapping):
         return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -93,6 +95,8 @@ def json_safe(obj: Any) -> Any:
         return int(obj)
     if isinstance(obj, float | np.floating):
         return float(obj) if math.isfinite(float(obj)) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     return obj
 
 

@@ -470,7 +470,7 @@ def plan_outputs(input: str | Path, output: str | Path, subjects: Sequence[str] 
 
     ``subjects`` limits a dataset or folder run to those subject ids (InputError for an id not found).
     """
-    from .data.layout import is_bids, load_subjects, strip_nifti, subject_of
+    from .data.layout import is_bids, load_subjects, select_records, strip_nifti, subject_of
 
     input, output = Path(input), Path(output)
     if not input.exists():
@@ -486,12 +486,7 @@ def plan_outputs(input: str | Path, output: str | Path, subjects: Sequence[str] 
         else:
             found = sorted(p for p in input.rglob(f"*{INPUT_PATTERN}.nii*") if strip_nifti(p.name) and p.is_file())
             records = [(subject_of(p) or subject_of(p.parent) or p.name, p) for p in found]
-        if subjects is not None:
-            known = {sid for sid, _ in records}
-            unknown = [sid for sid in subjects if sid not in known]
-            if unknown:
-                raise InputError(f"{input}: subject {unknown[0]!r} has no {input_key} file here")
-            records = [(sid, p) for sid, p in records if sid in set(subjects)]
+        records = select_records(records, subjects, input, input_key)
         if records:
             if output.exists() and not output.is_dir():
                 raise InputError(f"{output}: must be a folder when --input is a dataset or a folder of *_T2w files")

@@ -502,6 +502,21 @@ def select_subjects(subjects: Sequence[Subject], *, split: str | None = None,
     return out
 
 
+def select_records(records: Sequence[tuple[str, Path]], subjects: Sequence[str] | None, where: str | Path,
+                   what: str = "T2w") -> list[tuple[str, Path]]:
+    """``(subject, file)`` records limited to ``subjects`` (None: all); a named subject without a record is an
+    InputError naming ``where`` and the file kind ``what``."""
+    if subjects is None:
+        return list(records)
+    known = {sid for sid, _ in records}
+    unknown = [sid for sid in subjects if sid not in known]
+    if unknown:
+        raise InputError(f"{where}: subject {unknown[0]!r} has no {what} file here")
+    wanted = set(subjects)
+    return [(sid, p) for sid, p in records if sid in wanted]
+
+
 __all__ = ["BIDS_KEYS", "SEQUENCE_KEYS", "SPLITS", "Subject", "bids_key_map", "is_bids", "load_subjects",
-           "read_manifest_csv", "read_splits_file", "scan_bids", "scan_phantom_layout", "select_subjects",
+           "read_manifest_csv", "read_splits_file", "scan_bids", "scan_phantom_layout", "select_records",
+           "select_subjects",
            "split_subjects", "strip_nifti", "subject_of"]
