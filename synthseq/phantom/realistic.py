@@ -8,7 +8,7 @@ subjects stay bit-identical. What differs (see ``anatomy.sample_anatomy_varied``
 * anatomy drawn with between-patient variation and degeneration (osteophytes, bulges, endplate sclerosis);
 * painting on a grid 2x finer in-plane, so partial volume comes from sub-voxel geometry;
 * compartment-level textures, vessels with flow voids, CSF flow voids;
-* ``randomized`` only: a per-class log-normal gain (SD 0.25) on the T2w input (contrast randomization as in
+* ``randomized`` only: a per-class log-normal gain (SD 0.15, within x0.74..1.35, fat never darkened) on the T2w input (contrast randomization as in
   SynthSeg / SynthSR), on top of the widened protocol ranges and relaxation jitter of ``acquisition.py``;
 * slice profile, CSF ghosts, k-space truncation (Gibbs), zero-filled acquired matrix, partial Fourier,
   apodization, coil sensitivity and Rician noise on the complex image, with vendor-like protocols.
@@ -20,7 +20,7 @@ import numpy as np
 
 from ..codes import body_mask
 from .acquisition import OVERSAMPLE, acquire, coil_sensitivity, jitter_relaxation, sample_acquisition
-from .classes import CLASS_LABEL, CSF, class_composition
+from .classes import CLASS_LABEL, CSF, EPIFAT, IM_FAT, SUBCUT_FAT, class_composition
 from .injuries import render_marrow, render_soft_lesions
 from .presets import Preset
 from .sequences import Protocol, SignalBook, shift_volume
@@ -65,7 +65,10 @@ def render(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: f
     if mode == "randomized":
         # SynthSeg-style input contrast randomization: every render class's T2w (the model's input) gets its own
         # log-normal gain, so a model cannot rely on exact tissue intensities; the STIR target keeps its physics
-        gain = np.exp(r_tex.normal(0.0, 0.25, len(comps))).astype(np.float32)
+        # (fat classes never darkened: fat bright on T2w is what tells T2w from a fat-suppressed image)
+        logg = np.clip(r_tex.normal(0.0, 0.15, len(comps)), -0.3, 0.3)
+        logg[[SUBCUT_FAT, EPIFAT, IM_FAT]] = np.abs(logg[[SUBCUT_FAT, EPIFAT, IM_FAT]])
+        gain = np.exp(logg).astype(np.float32)
         t2f *= gain[cv.cls]
         extra["t2w_class_gain"] = [round(float(v), 4) for v in gain]
 
