@@ -17,6 +17,14 @@ UNCERTAINTY_WINDOW = (0.0, 0.25)
 MONTAGE_SLICES = 2
 
 
+def uncertainty_window(unc: np.ndarray, body: np.ndarray) -> tuple[float, float]:
+    """Display window of an uncertainty map (normalized units): 0 to its 99th percentile inside the body."""
+    vals = np.asarray(unc)[np.asarray(body, bool)]
+    vals = vals[np.isfinite(vals)]
+    hi = float(np.percentile(vals, 99)) if vals.size else UNCERTAINTY_WINDOW[1]
+    return 0.0, hi if hi > 0 else UNCERTAINTY_WINDOW[1]
+
+
 def _montage_slices(s: SubjectData, view: SagittalView, body_sl: np.ndarray) -> list[int]:
     """Canonical sagittal slice indices to show: the slices with the most lesion voxels, else the body centre."""
     if s.lesions is not None:
@@ -55,7 +63,7 @@ def write_montage(s: SubjectData, path: Path, pred_norm: str = "auto") -> Path:
                ("|difference|", view.to_slices(np.abs(pred_n - target_n) * body), DIFF_WINDOW, "magma")]
     if s.uncertainty is not None:
         unc = np.asarray(s.uncertainty.data, np.float64) / pred_params.scale  # std in normalized units
-        panels.append(("uncertainty (std)", view.to_slices(unc), UNCERTAINTY_WINDOW, "viridis"))
+        panels.append(("uncertainty (std)", view.to_slices(unc), uncertainty_window(unc, body), "viridis"))
     body_sl = view.to_slices(body)
     rows = _montage_slices(s, view, body_sl)
     lesion_sl = view.to_slices(np.asarray(s.lesions) > 0) if s.lesions is not None else None
@@ -67,7 +75,9 @@ def write_montage(s: SubjectData, path: Path, pred_norm: str = "auto") -> Path:
     for r, idx in enumerate(rows):
         for c, (title, sl, (vmin, vmax), cmap) in enumerate(panels):
             ax = axes[r][c]
-            ax.imshow(sl[idx], cmap=cmap, vmin=vmin, vmax=vmax, aspect=dh / dw, interpolation="nearest")
+            im = ax.imshow(sl[idx], cmap=cmap, vmin=vmin, vmax=vmax, aspect=dh / dw, interpolation="nearest")
+            if r == len(rows) - 1:  # one colour bar per column, under its last row
+                fig.colorbar(im, ax=ax, orientation="horizontal", fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
             if title == "STIR" and lesion_sl is not None and lesion_sl[idx].any():
                 ax.contour(lesion_sl[idx].astype(float), levels=[0.5], colors="red", linewidths=0.6)
             ax.set_xticks([])

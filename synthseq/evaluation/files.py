@@ -235,6 +235,21 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
 
     table = evaluate_volumes(subjects, train=train, baselines=inputs is not None, use_lpips=use_lpips,
                              show_progress=True, pred_norm=pred_norm)
+    # by lesion class, and the erasure check (flag maps beside the predictions, else run here; T1w if the inputs
+    # folder holds one): synthseq.evaluation.lesions
+    from ..erasure import flags_path
+    from .lesions import class_summary, count_lesions, erasure_rows, erasure_summary
+
+    t1_files = _index(inputs, "_T1w") if inputs is not None and inputs.is_dir() else {}
+    t1w = {s.subject: _onto_grid(load_volume(t1_files[s.subject]), s.pred, 1, f"{s.subject} T1w", [])
+           for s in subjects if s.subject in t1_files}
+    flag_files = {sid: flags_path(p) for sid, (p, _) in pairs.items() if flags_path(p).is_file()}
+    erasure = erasure_rows(subjects, t1w, flag_files, pred_norm)
+    for _, r in erasure.iterrows():
+        print(f"synthseq: evaluate: {r['subject']}: erasure check: {r['erasure_missing']} missing, "
+              f"{r['erasure_unsupported']} unsupported" + (f"; {r['erased_flagged']} of {r['erased_lesions']} erased "
+              f"lesions flagged, {r['erasure_false_alarms']} false alarm(s)" if "erased_lesions" in r else ""),
+              file=sys.stderr, flush=True)
     summary = {
         "n_subjects": len(subjects),
         "subjects": [s.subject for s in subjects],
@@ -258,6 +273,8 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
         },
         "lpips": _lpips_status(table, use_lpips),
         "methods": summarize(table, seed),
+        "lesion_classes": class_summary(table, count_lesions(subjects), seed),
+        "erasure": {**erasure_summary(erasure), "per_volume": erasure.to_dict(orient="records")},
     }
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "metrics.csv") as tmp:

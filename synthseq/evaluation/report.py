@@ -13,7 +13,8 @@ from .. import metrics as M
 from ..baselines import BASELINES
 from ..stats import CI_LEVEL
 from ..utils import atomic_write_text
-from .figures import DIFF_WINDOW, UNCERTAINTY_WINDOW
+from .figures import DIFF_WINDOW
+from .lesions import class_table_html, erasure_html
 from .scoring import SubjectData
 
 
@@ -27,7 +28,9 @@ def write_report(table: pd.DataFrame, summary: dict, subjects: Sequence[SubjectD
                  notes: Sequence[str] = ()) -> Path:
     """``report.html`` (summary table with CIs, notes, per-subject table and montages) in ``out``."""
     methods = list(summary["methods"])
-    metric_cols = [c for c in table.columns if c in M.image_metric_names() or c.startswith(("cr_", "cnr_"))]
+    # CNR in the input T2w and in real STIR is the same for every method: shown once, in the by-class table
+    metric_cols = [c for c in table.columns if c in M.image_metric_names() or c.startswith(("cr_", "cnr_"))
+                   and not c.startswith(("cnr_target_", "cnr_input_"))]
     head = "".join(f"<th>{html.escape(m)}</th>" for m in methods)
     body = []
     for col in metric_cols:
@@ -54,6 +57,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} img{{max-width:1
 <h1>Pseudo-STIR evaluation</h1>
 <p>{summary['n_subjects']} subject(s). Means over subjects with {int(CI_LEVEL * 100)}% bootstrap CIs
 ({summary['bootstrap']['n_resamples']} resamples, seed {summary['seed']}).</p>
+<h2>By lesion class</h2>{class_table_html(summary.get("lesion_classes", {}))}
+<h2>Erasure check</h2>{erasure_html({k: v for k, v in summary.get("erasure", {}).items() if k != "per_volume"},
+                                    pd.DataFrame(summary.get("erasure", {}).get("per_volume", [])))}
 <h2>Summary</h2><table><tr><th>metric</th>{head}</tr>{''.join(body)}</table>
 <h2>How to read it</h2><ul>
 <li>{html.escape(summary['conventions']['normalization'])}</li>
@@ -62,8 +68,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} img{{max-width:1
 <li>LPIPS: {html.escape(summary['lpips'])}</li>
 <li><b>pseudo_stir</b>: the model's prediction.</li>{method_notes}
 {''.join(f'<li>{html.escape(n)}</li>' for n in notes)}</ul>
-<h2>Montages</h2><p>T2w | pseudo-STIR | STIR (red: lesion outline) | |difference| | uncertainty; fixed windows:
-images [-1, 1], |difference| {list(DIFF_WINDOW)}, uncertainty {list(UNCERTAINTY_WINDOW)} (normalized units).</p>
+<h2>Montages</h2><p>T2w | pseudo-STIR | STIR (red: lesion outline) | |difference| | uncertainty; windows (colour
+bar under each column): images [-1, 1], |difference| {list(DIFF_WINDOW)} (normalized units), uncertainty from 0 to
+the 99th percentile of that subject's body voxels.</p>
 {imgs}
 <h2>Per subject</h2>{per_subject}
 </body></html>
