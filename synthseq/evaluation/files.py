@@ -129,12 +129,13 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
     inputs = Path(inputs) if inputs is not None else None
     lesions = Path(lesions) if lesions is not None else None
     mask = Path(mask) if mask is not None else None
-    ckpt_pre, ckpt_splits = None, None
+    ckpt_pre, ckpt_splits, plane = None, None, "sagittal"
     if checkpoint is not None:
         from ..checkpoint import ModelSpec, load_checkpoint
 
         spec = ModelSpec.from_checkpoint(load_checkpoint(checkpoint))
         ckpt_pre, ckpt_splits = spec.preprocessing, spec.splits
+        plane = spec.slice_plane or "sagittal"  # SSIM in the plane the model works in
     if split is not None:
         from ..data.layout import SPLITS
 
@@ -234,7 +235,7 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
                      f"{', '.join(resampled)}.")
 
     table = evaluate_volumes(subjects, train=train, baselines=inputs is not None, use_lpips=use_lpips,
-                             show_progress=True, pred_norm=pred_norm)
+                             show_progress=True, pred_norm=pred_norm, slice_plane=plane)
     # by lesion class, and the erasure check (flag maps beside the predictions, else run here; T1w if the inputs
     # folder holds one): synthseq.evaluation.lesions
     from ..erasure import flags_path
