@@ -292,3 +292,19 @@ def test_kspace_noise_has_the_requested_sd_and_is_band_limited():
 
     assert hi_lo(white) == pytest.approx(1.0, abs=0.25)
     assert hi_lo(lim) < 0.05  # no noise where k-space was not acquired (zero-filled)
+
+
+def test_faithful_subjects_pass_the_dataset_contrast_check(faithful):
+    """Training refuses pairs whose T2w fat index is below SWAP_RATIO x the STIR's (data/qc.py)."""
+    from synthseq.data.preprocess import body_mask_from_intensity
+    from synthseq.data.qc import SWAP_RATIO, contrast_indices
+
+    checked = 0
+    for rec in faithful:
+        body = body_mask_from_intensity(rec.t2w.data)
+        if body[-1].mean() > 0.5:  # the tiny 176 mm FOV cuts off a big neck posteriorly: no fat shell to measure
+            continue
+        t2, st = contrast_indices(rec.t2w, body), contrast_indices(rec.stir, body)
+        assert t2["fat_index"] >= SWAP_RATIO * st["fat_index"], (rec.subject_id, t2, st)
+        checked += 1
+    assert checked >= N - 3
