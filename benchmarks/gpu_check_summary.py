@@ -74,11 +74,14 @@ def gather(out: Path, smoke: bool, seconds: float | None) -> dict:
     val = [r for r in _read_jsonl(out / "train_metrics.jsonl") if "ssim" in r]
     log = _read_jsonl(out / "train_log.jsonl")
     ours = _get(ev, "methods", "pseudo_stir") or {}
+    if _get(parts, "train", "status") == "timeout" and val:
+        # the time box ended training on purpose; validation had written best.pt by then
+        parts["train"]["status"] = "time_boxed"
     training = {
         "steps_done": max((int(r["step"]) for r in log if "step" in r), default=None),
         "images_per_s_last": next((r.get("images_per_s") or r.get("img_s") for r in reversed(log)
                                    if (r.get("images_per_s") or r.get("img_s")) is not None), None),
-        "stopped_by_time_box": _get(parts, "train", "status") == "timeout",
+        "stopped_by_time_box": _get(parts, "train", "status") in ("timeout", "time_boxed"),
         "validation": [{k: r.get(k) for k in ("step", "ssim", "mae", "psnr")} for r in val],
         "best_val_ssim": max((r["ssim"] for r in val if r.get("ssim") is not None), default=None),
     }
@@ -110,7 +113,7 @@ def gather(out: Path, smoke: bool, seconds: float | None) -> dict:
             "targets": sl.get("targets")},
         "training": training,
         "test": test,
-        "ok": all(p.get("status") in ("ok", "skipped") for p in parts.values()) and bool(parts),
+        "ok": all(p.get("status") in ("ok", "skipped", "time_boxed") for p in parts.values()) and bool(parts),
     }
     return result
 
@@ -124,7 +127,7 @@ def _f(v, fmt="{:.3g}") -> str:
 def _ci(d) -> str:
     if not isinstance(d, dict):
         return "n/a"
-    return f"{_f(d.get('mean'))} ({_f(d.get('low'))}-{_f(d.get('high'))})"
+    return f"{_f(d.get('mean'))} ({_f(d.get('ci_low'))}-{_f(d.get('ci_high'))}, n={d.get('n', '?')})"
 
 
 def render(r: dict) -> str:

@@ -107,8 +107,9 @@ def curve_row(step: int, seconds: float, methods: dict, cpu_seconds: float | Non
     return {
         "step": step, "train_seconds": seconds, "train_minutes": seconds / 60.0, "train_cpu_seconds": cpu_seconds,
         "train_cpu_minutes": None if cpu_seconds is None else cpu_seconds / 60.0,
-        **{m: {"mean": _mean(ours.get(m)), "low": (ours.get(m) or {}).get("low"),
-               "high": (ours.get(m) or {}).get("high")} for m in ("ssim", "mae", "psnr")},
+        **{m: {"mean": _mean(ours.get(m)), "low": (ours.get(m) or {}).get("ci_low"),
+               "high": (ours.get(m) or {}).get("ci_high"), "n": (ours.get(m) or {}).get("n")}
+           for m in ("ssim", "mae", "psnr")},
         "contrast_recovery": cr,
         "contrast_recovery_mean_over_classes": sum(finite) / len(finite) if finite else None,
     }

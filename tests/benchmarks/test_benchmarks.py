@@ -180,7 +180,7 @@ def test_gpu_check_cpu_smoke_writes_json_and_survives_a_broken_part(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_BREAK": "synthesis_latency",
            "GPU_CHECK_WORK": str(tmp_path / "work")}
     proc = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), "--cpu-smoke", "--out", str(out)], env=env,
-                          capture_output=True, text=True, timeout=900, check=False)
+                          capture_output=True, text=True, timeout=1800, check=False)
     assert proc.returncode == 1, proc.stderr[-3000:]
     r = json.loads((out / "gpu_check.json").read_text())
     assert r["benchmark"] == "gpu_check" and r["smoke"] is True and r["ok"] is False
