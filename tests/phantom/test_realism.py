@@ -308,3 +308,18 @@ def test_faithful_subjects_pass_the_dataset_contrast_check(faithful):
         assert t2["fat_index"] >= SWAP_RATIO * st["fat_index"], (rec.subject_id, t2, st)
         checked += 1
     assert checked >= N - 3
+
+
+def test_cli_phantom_realism(tmp_path):
+    import json
+
+    from synthseq.cli import main
+
+    out = tmp_path / "f"
+    assert main(["phantom", "--out", str(out), "--subjects", "1", "--preset", "tiny", "--realism", "faithful"]) == 0
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["realism"] == "faithful"
+    assert meta["subjects"]["sub-0001"]["acquisition"]["kspace"]["vendor"] in acq.VENDOR_PROTOCOLS
+    with pytest.raises(SystemExit) as exc:  # argparse refuses an unknown mode before any work
+        main(["phantom", "--out", str(tmp_path / "g"), "--subjects", "1", "--realism", "cartoon"])
+    assert exc.value.code == 2 and not (tmp_path / "g").exists()
