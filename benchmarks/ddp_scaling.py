@@ -48,7 +48,9 @@ def run_once(nproc: int, config: Path, overrides: list[str], out_dir: Path, thre
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+        text = (proc.stderr or "") + (proc.stdout or "")
+        # synthseq's one-line error first (torchrun's own report follows it and would hide it in a plain tail)
+        tail = [ln for ln in text.splitlines() if "error:" in ln][:3] + text.strip().splitlines()[-15:]
         raise RuntimeError(f"torchrun with {nproc} process(es) failed (exit {proc.returncode}):\n" + "\n".join(tail))
     log = out_dir / "train_log.jsonl"
     windows = [json.loads(line)["images_per_s"] for line in log.read_text().splitlines() if line.strip()]
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
     steps = args.steps or (6 if args.quick else 60)
     log_every = 2 if args.quick else 10
     overrides = [f"train.device={args.device}", f"train.steps={steps}", f"train.log_every={log_every}",
-                 "train.val_every=0", "train.image_every=0", "train.ckpt_every=0", "data.val_fraction=0",
+                 "train.val_every=1000000000", "train.image_every=1000000000", "train.ckpt_every=1000000000",
+                 "data.val_fraction=0",
                  "data.test_fraction=0", "data.gpu_resident=true"]
     if args.quick:
         overrides += ["data.image_size=32", "model.generator_kwargs.base_channels=8",
