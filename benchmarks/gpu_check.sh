@@ -60,9 +60,9 @@ else
   DEVICE=cuda; BENCH_ARGS=(--device cuda)
   PRESET=default; SUBJECTS=${GPU_CHECK_SUBJECTS:-32}; STEPS=${GPU_CHECK_STEPS:-6000}; VAL_EVERY=500
   TRAIN_OVERRIDES=(train.device=cuda train.log_every=100 train.image_every=1000000)
-  # seconds; together <= ~7.5 min with the phantom overlapping the benchmarks
-  TO_IMPORTS=60; TO_PYTEST=75; TO_THROUGHPUT=110; TO_LATENCY=55; TO_PHANTOM=100; TO_TRAIN=${GPU_CHECK_TRAIN_S:-170}
-  TO_SYNTH=40; TO_EVAL=45
+  # (worst case, every part at its limit: about 8 min; the phantom runs in the background meanwhile)
+  TO_IMPORTS=60; TO_PYTEST=60; TO_THROUGHPUT=100; TO_LATENCY=70; TO_PHANTOM=150; TO_TRAIN=${GPU_CHECK_TRAIN_S:-150}
+  TO_SYNTH=35; TO_EVAL=40
   # the files holding gpu-marked tests (collecting the whole suite would import packages the GPU image lacks)
   mapfile -t PYTEST_SELECT < <(grep -rlE "mark\.gpu|pytest\.mark\.gpu" tests/ --include='*.py' | sort)
   [ ${#PYTEST_SELECT[@]} -gt 0 ] || PYTEST_SELECT=(tests/)
