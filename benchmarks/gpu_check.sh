@@ -58,7 +58,7 @@ if [ "$SMOKE" = 1 ]; then
   export OMP_NUM_THREADS=1
 else
   DEVICE=cuda; BENCH_ARGS=(--device cuda)
-  PRESET=default; SUBJECTS=${GPU_CHECK_SUBJECTS:-32}; STEPS=${GPU_CHECK_STEPS:-6000}; VAL_EVERY=500
+  PRESET=default; SUBJECTS=${GPU_CHECK_SUBJECTS:-32}; STEPS=${GPU_CHECK_STEPS:-6000}; VAL_EVERY=250
   TRAIN_OVERRIDES=(train.device=cuda train.log_every=100 train.image_every=1000000)
   # (worst case, every part at its limit: about 8 min; the phantom runs in the background meanwhile)
   TO_IMPORTS=60; TO_PYTEST=60; TO_THROUGHPUT=100; TO_LATENCY=70; TO_PHANTOM=150; TO_TRAIN=${GPU_CHECK_TRAIN_S:-150}
