@@ -85,6 +85,12 @@ class TranslateModule(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ ONNX Runtime
+def example_size(multiple: int, at_least: int = 32) -> int:
+    """A side length for tracing / checking: a multiple of ``multiple`` and at least ``at_least`` (a ResNet's
+    reflection padding needs more pixels than its ``size_multiple`` of 4)."""
+    return multiple * max(1, -(-at_least // multiple))
+
+
 def _onnx_bytes(module: nn.Module, in_channels: int, size: int) -> bytes:
     """The module as an ONNX graph (bytes) with free batch / height / width."""
     buf = io.BytesIO()
@@ -128,7 +134,7 @@ class OrtGenerator:
 def ort_engine(model: nn.Module, in_channels: int) -> OrtGenerator:
     """ONNX Runtime engine of a GAN model's translating generator (exported in memory; nothing is written)."""
     mod = TranslateModule(model)
-    return OrtGenerator(_onnx_bytes(mod, in_channels, mod.size_multiple))
+    return OrtGenerator(_onnx_bytes(mod, in_channels, example_size(mod.size_multiple)))
 
 
 class _Multiple(nn.Module):
@@ -215,13 +221,14 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "onnx"
     c_in = in_channels_of(ckpt["config"])
     m = module.size_multiple
 
-    # the export check: a random padded batch (2 x C_in x 2m x m), exported model against the torch generator
+    # the export check: a random padded batch (2 x C_in x 2s x s), exported model against the torch generator
     gen = torch.Generator().manual_seed(int(seed))
-    probe = torch.rand((2, c_in, 2 * m, m), generator=gen) * 2 - 1
+    edge = example_size(m)
+    probe = torch.rand((2, c_in, 2 * edge, edge), generator=gen) * 2 - 1
     with torch.inference_mode():
         expected = module(probe).float()
     if fmt == "onnx":
-        blob = _onnx_bytes(module, c_in, m)
+        blob = _onnx_bytes(module, c_in, edge)
         got = OrtGenerator(blob)(probe)
     else:
         with warnings.catch_warnings(), torch.no_grad():
