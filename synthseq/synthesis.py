@@ -199,7 +199,7 @@ class Synthesizer:
             InputError: missing file, not a synthseq checkpoint, or a checkpoint of another kind (e.g. a
                 downstream classifier).
         """
-        from .export import is_export
+        from .engines import is_export
 
         path = Path(path)
         if is_export(path):
@@ -234,7 +234,7 @@ class Synthesizer:
     def from_export(cls, path: str | Path, batch_size: int | None = None) -> Synthesizer:
         """A Synthesizer driving a generator written by ``synthseq export`` (ONNX Runtime or TorchScript, on the
         CPU) with the preprocessing stored beside it; it has no MC dropout, so no uncertainty maps."""
-        from .export import load_exported
+        from .engines import load_exported
 
         model, meta = load_exported(path)
         pre = meta["preprocessing"]
@@ -250,7 +250,7 @@ class Synthesizer:
         (the generator exported to ONNX in memory, run by ONNX Runtime; CPU only) or ``"auto"``
         (:data:`CPU_ENGINE` on the CPU, torch on CUDA). Uncertainty passes always run the torch networks (MC
         dropout). A Synthesizer of an exported file keeps its own engine. Returns ``self``."""
-        from .export import ENGINES, ExportedModel, ort_engine
+        from .engines import ENGINES, ExportedModel, ort_engine
 
         if engine not in (*ENGINES, "auto"):
             raise InputError(f"--engine: expected one of auto, {', '.join(ENGINES)}, got {engine!r}")
