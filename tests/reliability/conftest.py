@@ -39,15 +39,20 @@ class Result:
         self.rc, self.out, self.err = rc, out, err
 
     def refused(self, *words: str) -> str:
-        """Assert a clean refusal: exit 2, exactly one stderr line ``synthseq: error: ...`` holding ``words``."""
+        """Assert a clean refusal: exit 2, exactly one stderr line ``synthseq: error: ...`` holding ``words``, and
+        it is the last line (progress lines the command printed before failing, e.g. the erasure check's count of a
+        volume it synthesized, may precede it; each is one ``synthseq...`` line too)."""
         lines = self.err.strip().splitlines()
         assert self.rc == 2, (self.rc, self.err[-2000:])
         # "synthseq: error: ..." from the commands, "synthseq SUB: error: ..." from argparse usage errors
-        assert len(lines) == 1 and re.match(r"^synthseq( [a-z-]+)*: error: ", lines[0]), self.err[-2000:]
+        error = re.compile(r"^synthseq( [a-z-]+)*: error: ")
+        assert lines and error.match(lines[-1]), self.err[-2000:]
+        assert sum(bool(error.match(line)) for line in lines) == 1, self.err[-2000:]
+        assert all(line.startswith("synthseq") for line in lines), self.err[-2000:]
         assert "Traceback" not in self.err
         for word in words:
-            assert str(word) in lines[0], (word, lines[0])
-        return lines[0]
+            assert str(word) in lines[-1], (word, lines[-1])
+        return lines[-1]
 
 
 @pytest.fixture
