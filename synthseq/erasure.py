@@ -37,7 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from .data.slicing import SagittalView
-from .io import NIFTI_SUFFIXES, Volume
+from .io import Volume
 
 MISSING, UNSUPPORTED = 1, 2
 FLAG_NAMES = {0: "none", MISSING: "missing_t2w_focus", UNSUPPORTED: "unsupported_pseudo_focus"}
@@ -67,15 +67,9 @@ class ErasureSettings:
 def flags_path(output: str | Path) -> Path:
     """Flag map beside ``output``: ``X_pseudoSTIR.nii.gz`` -> ``X_pseudoSTIR_flags.nii.gz`` (BIDS derivative:
     ``X_desc-pseudo_STIR.nii.gz`` -> ``X_desc-pseudoFlags_dseg.nii.gz``)."""
-    output = Path(output)
-    if "_desc-pseudo_STIR." in output.name:
-        from .provenance import derivative_kind_name
+    from .provenance import sibling_path
 
-        return derivative_kind_name(output, "flags")
-    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
-        if output.name.endswith(suffix):
-            return output.with_name(output.name[: -len(suffix)] + "_flags" + suffix)
-    return output.with_name(output.name + "_flags.nii.gz")
+    return sibling_path(output, "flags", "flags")
 
 
 def _model_space(data: np.ndarray, body: np.ndarray) -> np.ndarray:

@@ -343,6 +343,18 @@ def derivative_kind_name(pseudo_path: str | Path, kind: str) -> Path:
     return p.with_name(p.name.replace(f"_desc-{desc0}_{suffix0}", f"_desc-{desc}_{suffix}", 1))
 
 
+def sibling_path(output: str | Path, kind: str, tag: str) -> Path:
+    """Where the ``kind`` map of a pseudo-STIR ``output`` goes: a BIDS derivative's sibling
+    (:func:`derivative_kind_name`), else ``X_pseudoSTIR.nii.gz`` -> ``X_pseudoSTIR_<tag>.nii.gz``."""
+    output = Path(output)
+    if "_desc-pseudo_STIR." in output.name:
+        return derivative_kind_name(output, kind)
+    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
+        if output.name.endswith(suffix):
+            return output.with_name(output.name[: -len(suffix)] + f"_{tag}" + suffix)
+    return output.with_name(output.name + f"_{tag}.nii.gz")
+
+
 def dataset_description(raw_root: str | Path, out: str | Path) -> dict[str, Any]:
     """``dataset_description.json`` of the derivative dataset ``out`` made from ``raw_root``."""
     raw, o = Path(raw_root).resolve(), Path(out).resolve()

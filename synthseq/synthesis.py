@@ -55,7 +55,7 @@ from .data.normalize import NormParams
 from .data.preprocess import Preprocessor
 from .data.slicing import SliceView, stack_context
 from .errors import InputError, SynthseqError
-from .io import NIFTI_SUFFIXES, Volume, check_volume_data, load_volume
+from .io import Volume, check_volume_data, load_volume
 from .models import list_gans
 from .utils import progress, resolve_device
 
@@ -104,15 +104,9 @@ OUTPUT_PATTERN = "_pseudoSTIR"
 def uncertainty_path(output: str | Path) -> Path:
     """Where the uncertainty map of ``output`` goes: ``X_pseudoSTIR.nii.gz`` -> ``X_pseudoSTIR_uncertainty.nii.gz``
     (a BIDS derivative ``X_desc-pseudo_STIR.nii.gz`` -> ``X_desc-pseudoUncertainty_STIR.nii.gz``)."""
-    output = Path(output)
-    if "_desc-pseudo_STIR." in output.name:
-        from .provenance import derivative_kind_name
+    from .provenance import sibling_path
 
-        return derivative_kind_name(output, "uncertainty")
-    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
-        if output.name.endswith(suffix):
-            return output.with_name(output.name[: -len(suffix)] + "_uncertainty" + suffix)
-    return output.with_name(output.name + "_uncertainty.nii.gz")
+    return sibling_path(output, "uncertainty", "uncertainty")
 
 
 def _dropout_modules(model: nn.Module) -> list[nn.Module]:
