@@ -126,8 +126,12 @@ def test_flat_loss_keys_of_0_1_0_move_to_their_kind_section_with_a_warning(tmp_p
 
     path = tmp_path / "old.yaml"
     path.write_text("loss:\n  gan_mode: lsgan\n  lambda_l1: 20\n  pool_size: 3\n")
-    with pytest.warns(FutureWarning, match="loss.lambda_l1 is now loss.pix2pix.lambda_l1"):
+    with pytest.warns(FutureWarning) as caught:
         cfg = load_config(path, ["loss.lambda_identity=0.25"])
+    moved = sorted(str(w.message).split(": ", 1)[-1] for w in caught)
+    assert moved == ["loss.lambda_identity is now loss.cyclegan.lambda_identity (read as that)",
+                     "loss.lambda_l1 is now loss.pix2pix.lambda_l1 (read as that)",
+                     "loss.pool_size is now loss.cyclegan.pool_size (read as that)"]
     assert (cfg.loss.gan_mode, cfg.loss.pix2pix.lambda_l1) == ("lsgan", 20.0)
     assert (cfg.loss.cyclegan.pool_size, cfg.loss.cyclegan.lambda_identity) == (3, 0.25)
     assert migrate_config({"loss": {"lambda_cycle": 5}}, warn=False) == {"loss": {"cyclegan": {"lambda_cycle": 5}}}
