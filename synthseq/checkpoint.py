@@ -16,8 +16,8 @@ builtins, so :func:`load_checkpoint` reads it with ``weights_only=True`` (no cod
 ``image_size``, ``context_slices``, ``input_keys``, ``in_channels``, ``slice_plane``
 ``splits``          ``{"train": [...], "val": [...], "test": [...]}`` subject ids of the run
 ``best``            ``{"metric": "ssim", "value": float | None, "step": int | None}``
-training state      ``optimizers``, ``schedulers``, ``scaler``, ``step``, ``rng``, ``extra``
-                    (:mod:`synthseq.training.checkpoint`; ``best.pt`` and ``last.pt`` both carry them)
+training state      ``optimizers``, ``schedulers``, ``scaler``, ``rng``, ``extra`` (:mod:`synthseq.training.checkpoint`):
+                    in ``last.pt`` only (resuming); ``best.pt`` holds what synthesis needs; ``step`` in both
 ==================  =====================================================================================
 
 :class:`ModelSpec` is everything a reader needs besides the weights; :meth:`ModelSpec.from_checkpoint` is the only
