@@ -18,35 +18,18 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from synthseq import __version__
 from synthseq.cli import main
-from synthseq.config import load_config, to_dict
 from synthseq.dicom_out import rescale_for, write_dicom_series
 from synthseq.errors import InputError
 from synthseq.io import load_volume
-from synthseq.models import build_gan
-from synthseq.training.checkpoint import FORMAT, save_checkpoint
 
 ROWS, COLS, SLICES = 20, 24, 5
 MR = "1.2.840.10008.5.1.4.1.1.4"
 
 
-def _checkpoint(path: Path) -> Path:
-    """A tiny randomly initialised pix2pix checkpoint (the layout tests/test_synthesis.py uses)."""
-    cfg = load_config(None, ["model.generator_kwargs={base_channels: 4, num_downs: 3}",
-                             "model.discriminator_kwargs={base_channels: 4}", "infer.batch_size=8"])
-    torch.manual_seed(0)
-    model = build_gan(cfg.model, cfg.loss, 1)
-    return save_checkpoint({
-        "format": FORMAT, "synthseq_version": "test", "kind": "pix2pix", "config": to_dict(cfg),
-        "model": model.state_dict(), "optimizers": {}, "schedulers": {}, "scaler": {}, "step": 0, "rng": {},
-        "normalization": {"method": "percentile", "percentiles": [0.5, 99.5]}, "pixel_spacing_mm": [1.0, 1.0],
-        "image_size": 32, "context_slices": 1, "input_keys": ["T2w"],
-        "best": {"metric": "ssim", "value": None, "step": None}}, path)
-
-
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
+def ckpt(tmp_path_factory, tiny_checkpoint) -> Path:
     torch.set_num_threads(1)
-    return _checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
 
 
 def write_series(folder: Path, drop: dict[int, str] | None = None, body_part: str | None = None) -> Path:
