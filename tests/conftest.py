@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -30,6 +32,25 @@ def write_tiny_checkpoint(path: Path, overrides: Sequence[str] = (), *, spacing=
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint() -> Callable[..., Path]:
-    """``tiny_checkpoint(path, overrides=(), spacing=(1, 1), image_size=32) -> path`` (see write_tiny_checkpoint)."""
+def checkpoint_writer() -> Callable[..., Path]:
+    """``checkpoint_writer(path, overrides=(), spacing=(1, 1), image_size=32) -> path`` (write_tiny_checkpoint)."""
     return write_tiny_checkpoint
+
+
+@pytest.fixture
+def playwright_chromium():
+    """``(sync_playwright, chromium_path)`` for the real-browser tests, or skip (fail when
+    SYNTHSEQ_REQUIRE_BROWSER=1, as CI sets it)."""
+    chromium = os.environ.get("SYNTHSEQ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    reason = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright, reason = None, "the playwright Python package is not installed (pip install playwright)"
+    if reason is None and not Path(chromium).is_file():
+        reason = f"no chromium at {chromium} (apt-get install chromium, or set SYNTHSEQ_CHROMIUM)"
+    if reason is not None:
+        if os.environ.get("SYNTHSEQ_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser test required (SYNTHSEQ_REQUIRE_BROWSER=1) but {reason}")
+        pytest.skip(f"browser test skipped: {reason}")
+    return sync_playwright, chromium

@@ -27,9 +27,9 @@ MR = "1.2.840.10008.5.1.4.1.1.4"
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, tiny_checkpoint) -> Path:
+def ckpt(tmp_path_factory, checkpoint_writer) -> Path:
     torch.set_num_threads(1)
-    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+    return checkpoint_writer(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
 
 
 def write_series(folder: Path, drop: dict[int, str] | None = None, body_part: str | None = None) -> Path:

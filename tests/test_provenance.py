@@ -29,9 +29,9 @@ SHAPE = (6, 20, 24)  # RAS: 6 sagittal slices of 20 (A-P) x 24 (S-I)
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, tiny_checkpoint) -> Path:
+def ckpt(tmp_path_factory, checkpoint_writer) -> Path:
     torch.set_num_threads(1)
-    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", ["infer.uncertainty_samples=2"])
+    return checkpoint_writer(tmp_path_factory.mktemp("ckpt") / "tiny.pt", ["infer.uncertainty_samples=2"])
 
 
 def _t2w(path: Path, seed: int = 0) -> Path:

@@ -286,24 +286,9 @@ def test_serve_cli_refuses_bad_starts(fitted, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A real synthseq checkpoint around a tiny, randomly initialised pix2pix (the recipe of test_utility.py)."""
-    import torch
-
-    from synthseq.config import load_config, to_dict
-    from synthseq.models import build_gan
-    from synthseq.training.checkpoint import FORMAT, save_checkpoint
-
-    cfg = load_config(None, ["model.generator_kwargs={base_channels: 4, num_downs: 3}",
-                             "model.discriminator_kwargs={base_channels: 4}", "infer.batch_size=8"])
-    torch.manual_seed(0)
-    model = build_gan(cfg.model, cfg.loss, 1)
-    ckpt = {"format": FORMAT, "synthseq_version": "test", "kind": "pix2pix", "config": to_dict(cfg),
-            "model": model.state_dict(), "optimizers": {}, "schedulers": {}, "scaler": {}, "step": 0, "rng": {},
-            "normalization": {"method": "percentile", "percentiles": [0.5, 99.5]}, "pixel_spacing_mm": [2.75, 2.75],
-            "image_size": 32, "context_slices": 1, "input_keys": ["T2w"],
-            "best": {"metric": "ssim", "value": None, "step": None}}
-    return save_checkpoint(ckpt, tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+def tiny_checkpoint(tmp_path_factory, checkpoint_writer):
+    """A real synthseq checkpoint around a tiny, randomly initialised pix2pix at the tiny preset's 2.75 mm."""
+    return checkpoint_writer(tmp_path_factory.mktemp("ckpt") / "tiny.pt", spacing=(2.75, 2.75))
 
 
 def test_upload_with_a_real_checkpoint_shows_pseudo_stir(fitted, dataset, tiny_checkpoint, tmp_path):

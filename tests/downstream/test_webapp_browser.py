@@ -9,9 +9,6 @@ unless SYNTHSEQ_REQUIRE_BROWSER=1 (CI), where that is a failure.
 from __future__ import annotations
 
 import csv
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -25,23 +22,6 @@ PATIENT = {"age": 58.5, "sex": "F", "neuro_level": "C6", "ais_admission": "C", "
            "s1_lt_l": 1, "s1_lt_r": 2, "days_to_rehab": 12}
 
 
-def _browser_or_skip():
-    """``(sync_playwright, chromium_path)``, or skip (fail when SYNTHSEQ_REQUIRE_BROWSER=1)."""
-    chromium = os.environ.get("SYNTHSEQ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    reason = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright, reason = None, "the playwright Python package is not installed (pip install playwright)"
-    if reason is None and not Path(chromium).is_file():
-        reason = f"no chromium at {chromium} (apt-get install chromium, or set SYNTHSEQ_CHROMIUM)"
-    if reason is not None:
-        if os.environ.get("SYNTHSEQ_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser test required (SYNTHSEQ_REQUIRE_BROWSER=1) but {reason}")
-        pytest.skip(f"browser test skipped: {reason}")
-    return sync_playwright, chromium
-
-
 def _fill(page, patient: dict) -> None:
     for name, value in patient.items():
         if page.locator(f"#in-{name}").evaluate("e => e.tagName") == "SELECT":
@@ -51,8 +31,8 @@ def _fill(page, patient: dict) -> None:
 
 
 @pytest.mark.browser
-def test_page_in_chromium_matches_cli(dataset, tmp_path):
-    sync_playwright, chromium = _browser_or_skip()
+def test_page_in_chromium_matches_cli(playwright_chromium, dataset, tmp_path):
+    sync_playwright, chromium = playwright_chromium
     from playwright.sync_api import expect
 
     from synthseq.downstream.web.app import OutcomeServerThread, create_app

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import signal
 from pathlib import Path
 
@@ -22,23 +20,6 @@ from synthseq.reader_study import analyze_study, export_answers, read_key
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 15_000
-
-
-def _browser_or_skip():
-    """``(sync_playwright, chromium_path)``, or skip (fail when SYNTHSEQ_REQUIRE_BROWSER=1)."""
-    chromium = os.environ.get("SYNTHSEQ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    reason = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright, reason = None, "the playwright Python package is not installed (pip install playwright)"
-    if reason is None and not Path(chromium).is_file():
-        reason = f"no chromium at {chromium} (apt-get install chromium, or set SYNTHSEQ_CHROMIUM)"
-    if reason is not None:
-        if os.environ.get("SYNTHSEQ_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser test required (SYNTHSEQ_REQUIRE_BROWSER=1) but {reason}")
-        pytest.skip(f"browser test skipped: {reason}")
-    return sync_playwright, chromium
 
 
 def _open(pw, chromium: str, profile: Path, link: str):
@@ -86,8 +67,8 @@ ANSWERS = [
 
 
 @pytest.mark.browser
-def test_read_restart_resume_submit_analyze(rs, study, tmp_path):
-    sync_playwright, chromium = _browser_or_skip()
+def test_read_restart_resume_submit_analyze(playwright_chromium, rs, study, tmp_path):
+    sync_playwright, chromium = playwright_chromium
     from playwright.sync_api import expect
 
     order = json.loads((study / "manifest.json").read_text())["readers"]["R1"]
@@ -202,9 +183,9 @@ def test_read_restart_resume_submit_analyze(rs, study, tmp_path):
 
 
 @pytest.mark.browser
-def test_t2w_beside_the_case_zoom_and_keys(rs, inputs, tmp_path):
+def test_t2w_beside_the_case_zoom_and_keys(playwright_chromium, rs, inputs, tmp_path):
     """A study built with --t2w: both panes drawn, slice keys move both, zoom enlarges both, reading time kept."""
-    sync_playwright, chromium = _browser_or_skip()
+    sync_playwright, chromium = playwright_chromium
     from synthseq.reader_study import build_study
 
     study = tmp_path / "study"
@@ -246,9 +227,9 @@ def test_t2w_beside_the_case_zoom_and_keys(rs, inputs, tmp_path):
 
 
 @pytest.mark.browser
-def test_two_sessions_page_titles_and_washout(rs, inputs, tmp_path):
+def test_two_sessions_page_titles_and_washout(playwright_chromium, rs, inputs, tmp_path):
     """Session 1 shows its cases with the session in the title; after its submission the page shows the washout."""
-    sync_playwright, chromium = _browser_or_skip()
+    sync_playwright, chromium = playwright_chromium
     from synthseq.reader_study import build_study
 
     study = tmp_path / "study"
