@@ -206,45 +206,34 @@ class AnswerStore:
 
     def submit_session(self, reader: str, session: int, case_ids: list[str]) -> str:
         """Lock one session's answers (every case of it complete); returns when (UTC ISO). Idempotent."""
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute("SELECT submitted_at FROM session_submissions WHERE reader = ? AND session = ?",
-                                   (reader, session)).fetchone()
-                if row:
-                    conn.execute("ROLLBACK")
-                    return row["submitted_at"]
-                rows = conn.execute("SELECT * FROM answers WHERE reader = ?", (reader,)).fetchall()
-                answers = {r["case_id"]: _row_to_answer(r) for r in rows}
-                missing = [c for c in case_ids if not is_complete(answers.get(c))]
-                if missing:
-                    raise AnswerError(f"{len(missing)} case(s) of this session are not fully answered yet")
-                when = _now()
-                conn.execute("INSERT INTO session_submissions (reader, session, submitted_at) VALUES (?, ?, ?)",
-                             (reader, session, when))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        return when
+        return self._submit_once(
+            "SELECT submitted_at FROM session_submissions WHERE reader = ? AND session = ?",
+            "INSERT INTO session_submissions (reader, session, submitted_at) VALUES (?, ?, ?)",
+            (reader, session), case_ids, "case(s) of this session")
 
     def submit(self, reader: str, case_ids: list[str]) -> str:
         """Lock the reader's answers; every case must be complete. Returns the submission time (UTC ISO)."""
+        return self._submit_once("SELECT submitted_at FROM submissions WHERE reader = ?",
+                                 "INSERT INTO submissions (reader, submitted_at) VALUES (?, ?)",
+                                 (reader,), case_ids, "case(s)")
+
+    def _submit_once(self, select: str, insert: str, key: tuple, case_ids: list[str], what: str) -> str:
+        """One locking transaction: the stored time if ``key`` (reader[, session]) was submitted already, else
+        check every case of ``key[0]`` is complete, insert ``(*key, now)`` and return now."""
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                row = conn.execute("SELECT submitted_at FROM submissions WHERE reader = ?", (reader,)).fetchone()
+                row = conn.execute(select, key).fetchone()
                 if row:
                     conn.execute("ROLLBACK")
                     return row["submitted_at"]
-                rows = conn.execute("SELECT * FROM answers WHERE reader = ?", (reader,)).fetchall()
+                rows = conn.execute("SELECT * FROM answers WHERE reader = ?", (key[0],)).fetchall()
                 answers = {r["case_id"]: _row_to_answer(r) for r in rows}
                 missing = [c for c in case_ids if not is_complete(answers.get(c))]
                 if missing:
-                    raise AnswerError(f"{len(missing)} case(s) are not fully answered yet")
+                    raise AnswerError(f"{len(missing)} {what} are not fully answered yet")
                 when = _now()
-                conn.execute("INSERT INTO submissions (reader, submitted_at) VALUES (?, ?)", (reader, when))
+                conn.execute(insert, (*key, when))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
