@@ -36,6 +36,18 @@ class UNetGenerator(nn.Module):
         norm: ``"batch" | "instance" | "group" | "none"``.
         dropout: dropout probability in the inner decoder levels (0 disables).
         dropout_layers: how many decoder levels (counted outward from the innermost) use dropout.
+        full_res_head: 0 (pix2pix): the last transposed convolution writes the output. ``k > 0``: it writes ``k``
+            feature maps instead, which are concatenated with the INPUT at full resolution and mapped to the output
+            by a 3x3 convolution, ReLU and a 1x1 convolution. The classic U-Net sees each input pixel only through
+            a stride-2 4x4 convolution, so even the identity or a per-pixel intensity curve (what histogram
+            matching does) must be rebuilt from half-resolution features; with the head it is one path. On the
+            real MT pairs this is what lifted pix2pix above the intensity-map baselines (``benchmarks/RESULTS.md``).
+        residual_channel: None (pix2pix): the output is the network's tanh. An input channel index ``r``: the
+            output is ``x[:, r] + 2 * tanh(...)``, so the network learns the CHANGE from that input (range +-2 in
+            model units, enough to turn bright fat dark) and starts near the identity, which passes every
+            structure of the input through until training says otherwise (a lesion the input shows is not erased
+            by default). ``r`` is the centre slice of the first input: ``context_slices // 2``. The output is no
+            longer bounded to [-1, 1].
     """
 
     def __init__(
@@ -47,9 +59,17 @@ class UNetGenerator(nn.Module):
         norm: str = "batch",
         dropout: float = 0.5,
         dropout_layers: int = 3,
+        full_res_head: int = 0,
+        residual_channel: int | None = None,
     ) -> None:
         super().__init__()
         check_norm(norm, "unet")
+        if residual_channel is not None and not 0 <= residual_channel < in_channels:
+            raise ConfigError(f"unet: residual_channel must be an input channel index in [0, {in_channels - 1}], "
+                              f"got {residual_channel}")
+        self.residual_channel = residual_channel
+        if full_res_head < 0:
+            raise ConfigError(f"unet: full_res_head must be >= 0 (0 = classic pix2pix output), got {full_res_head}")
         if num_downs < 2:
             raise ConfigError(f"unet: num_downs must be >= 2, got {num_downs}")
         if not 0.0 <= dropout < 1.0:
@@ -75,7 +95,9 @@ class UNetGenerator(nn.Module):
         self.decoders = nn.ModuleList()
         for i in reversed(range(num_downs)):
             in_ch = widths[i] if i == num_downs - 1 else 2 * widths[i]
-            if i == 0:
+            if i == 0 and full_res_head:
+                layers = [nn.ReLU(), nn.ConvTranspose2d(in_ch, full_res_head, 4, 2, 1, bias=True), nn.ReLU()]
+            elif i == 0:
                 layers = [nn.ReLU(), nn.ConvTranspose2d(in_ch, out_channels, 4, 2, 1, bias=True), nn.Tanh()]
             else:
                 layers = [nn.ReLU(), nn.ConvTranspose2d(in_ch, widths[i - 1], 4, 2, 1, bias=bias),
@@ -84,11 +106,15 @@ class UNetGenerator(nn.Module):
                 if dropout > 0 and 1 <= levels_out <= dropout_layers:
                     layers.append(nn.Dropout(dropout))
             self.decoders.append(nn.Sequential(*layers))
+        # registered only when used, so classic checkpoints keep their exact state_dict keys
+        self.head = (nn.Sequential(nn.Conv2d(full_res_head + in_channels, full_res_head, 3, 1, 1), nn.ReLU(),
+                                   nn.Conv2d(full_res_head, out_channels, 1), nn.Tanh())
+                     if full_res_head else None)
         init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(B, C_in, H, W)`` -> ``(B, out_channels, H, W)`` in [-1, 1]."""
-        skips = []
+        """``(B, C_in, H, W)`` -> ``(B, out_channels, H, W)`` in [-1, 1] (+-3 with ``residual_channel``)."""
+        inputs, skips = x, []
         for encoder in self.encoders:
             x = encoder(x)
             skips.append(x)
@@ -96,6 +122,11 @@ class UNetGenerator(nn.Module):
         x = self.decoders[0](x)
         for decoder, skip in zip(self.decoders[1:], reversed(skips)):
             x = decoder(torch.cat([skip, x], dim=1))  # skip first, as in pix2pix
+        if self.head is not None:
+            x = self.head(torch.cat([inputs, x], dim=1))
+        if self.residual_channel is not None:
+            r = self.residual_channel
+            x = inputs[:, r:r + 1] + 2.0 * x
         return x
 
 

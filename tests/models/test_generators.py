@@ -48,6 +48,46 @@ def test_unet_dropout_disabled_is_deterministic_in_train_mode():
     assert not torch.equal(with_dropout(x), with_dropout(x))
 
 
+def test_unet_full_res_head_sees_each_input_pixel_directly():
+    torch.manual_seed(0)
+    classic = create_model("unet", in_channels=2, base_channels=8, num_downs=4, norm="none", dropout=0.0).eval()
+    headed = create_model("unet", in_channels=2, base_channels=8, num_downs=4, norm="none", dropout=0.0,
+                          full_res_head=6).eval()
+    # classic keys unchanged (old checkpoints load); the head adds exactly its two convolutions
+    assert set(headed.state_dict()) - set(classic.state_dict()) == {"head.0.weight", "head.0.bias",
+                                                                     "head.2.weight", "head.2.bias"}
+    assert headed.head[0].in_channels == 6 + 2
+    # with every U-Net path zeroed, only the full-resolution input path is left: output pixel (5, 5) then
+    # depends on the input inside its 3x3 neighbourhood and nowhere else
+    for dec in headed.decoders:
+        for p in dec.parameters():
+            nn.init.zeros_(p)
+    x = torch.rand(1, 2, 16, 16, requires_grad=True)
+    y = headed(x)
+    assert y.shape == (1, 1, 16, 16) and y.abs().max() <= 1
+    y[0, 0, 5, 5].backward()
+    support = x.grad.abs().sum(1)[0] > 0
+    assert support[4:7, 4:7].any() and not support[:4].any() and not support[7:].any()
+    with pytest.raises(Exception, match="full_res_head"):
+        create_model("unet", in_channels=1, num_downs=4, full_res_head=-1)
+
+
+@pytest.mark.parametrize("head", [0, 4])
+def test_unet_residual_channel_learns_the_change_from_that_input(head):
+    torch.manual_seed(0)
+    net = create_model("unet", in_channels=3, base_channels=8, num_downs=4, dropout=0.0, full_res_head=head,
+                       residual_channel=1).eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    last = net.head[2] if head else net.decoders[-1][1]
+    for p in last.parameters():  # the network proposes no change: the output is input channel 1 exactly
+        nn.init.zeros_(p)
+    torch.testing.assert_close(net(x), x[:, 1:2])
+    nn.init.constant_(last.bias, 10.0)  # a saturated change is +2 model units, not clipped to [-1, 1]
+    torch.testing.assert_close(net(x), x[:, 1:2] + 2.0, atol=1e-5, rtol=0)
+    with pytest.raises(Exception, match="residual_channel"):
+        create_model("unet", in_channels=3, num_downs=4, residual_channel=3)
+
+
 def test_resnet_layout():
     net = create_model("resnet", in_channels=1, base_channels=16, n_blocks=6)
     assert net.config["norm"] == "instance"
