@@ -40,8 +40,8 @@ class UNetGenerator(nn.Module):
             feature maps instead, which are concatenated with the INPUT at full resolution and mapped to the output
             by a 3x3 convolution, ReLU and a 1x1 convolution. The classic U-Net sees each input pixel only through
             a stride-2 4x4 convolution, so even the identity or a per-pixel intensity curve (what histogram
-            matching does) must be rebuilt from half-resolution features; with the head it is one path. On the
-            real MT pairs this is what lifted pix2pix above the intensity-map baselines (``benchmarks/RESULTS.md``).
+            matching does) must be rebuilt from half-resolution features; with the head it is one path
+            (measured on the real MT pairs: ``benchmarks/RESULTS.md``).
         residual_channel: None (pix2pix): the output is the network's tanh. An input channel index ``r``: the
             output is ``x[:, r] + 2 * tanh(...)``, so the network learns the CHANGE from that input (range +-2 in
             model units, enough to turn bright fat dark) and starts near the identity, which passes every
