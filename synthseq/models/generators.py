@@ -46,8 +46,9 @@ class UNetGenerator(nn.Module):
             output is ``x[:, r] + 2 * tanh(...)``, so the network learns the CHANGE from that input (range +-2 in
             model units, enough to turn bright fat dark) and starts near the identity, which passes every
             structure of the input through until training says otherwise (a lesion the input shows is not erased
-            by default). ``r`` is the centre slice of the first input: ``context_slices // 2``. The output is no
-            longer bounded to [-1, 1].
+            by default). ``r`` is the centre slice of the input the target most resembles (the T2w): inputs are
+            stacked as ``data.input_keys`` blocks of ``context_slices`` channels, so with ``[T1w, T2w]`` and
+            ``k`` context slices ``r = k + k // 2``. The output is no longer bounded to [-1, 1] (synthesis clamps).
     """
 
     def __init__(
