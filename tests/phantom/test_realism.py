@@ -270,6 +270,9 @@ def test_faithful_lesion_physics(faithful):
 
 
 def test_randomized_keeps_the_target_physics():
+    from synthseq.phantom.classes import EPIFAT, IM_FAT, SUBCUT_FAT
+
+    fat_gains = []
     for i in range(3):
         rec = generate_subject("s", 100 + i, preset="tiny", realism="randomized")
         lab, st = rec.labels.data, rec.stir.data
@@ -277,6 +280,13 @@ def test_randomized_keeps_the_target_physics():
         assert rec.acquisition["relaxation_jitter"]["fat"][0] == 1.0  # fat T1 (the STIR null) is kept
         gains = np.array(rec.acquisition["t2w_class_gain"])  # input contrast randomization, T2w only
         assert gains.shape == (len(class_composition(0.3)),) and gains.std() > 0.05 and np.all(gains > 0)
+        others = np.delete(gains, [SUBCUT_FAT, EPIFAT, IM_FAT])
+        assert np.all((others >= np.exp(-0.3) - 1e-4) & (others <= np.exp(0.3) + 1e-4))
+        fat_gains += list(gains[[SUBCUT_FAT, EPIFAT, IM_FAT]])
+    # fat gets the widest range, mostly darker (real T2w fat is darker against CSF than the phantom's)
+    fat_gains = np.array(fat_gains)
+    assert np.all((fat_gains >= np.exp(-0.5) - 1e-4) & (fat_gains <= np.exp(0.2) + 1e-4))
+    assert np.median(fat_gains) < 1.0 and fat_gains.min() < np.exp(-0.3)
 
 
 def test_kspace_noise_has_the_requested_sd_and_is_band_limited():
