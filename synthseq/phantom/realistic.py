@@ -65,9 +65,10 @@ def render(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: f
     if mode == "randomized":
         # SynthSeg-style input contrast randomization: every render class's T2w (the model's input) gets its own
         # log-normal gain, so a model cannot rely on exact tissue intensities; the STIR target keeps its physics.
-        # Fat gets the widest range, mostly darker (x0.61..x1.22): real T2w fat / CSF is 0.5-0.7 on the reference
-        # scans against 0.87 on the faithful phantom (benchmarks/sim_to_real.py), and a model that knows fat only
-        # as "nearly as bright as CSF" leaves real fat bright. Even x0.61 keeps fat far brighter than on STIR.
+        # Fat gets the widest range, mostly darker (x0.61..x1.22): real T2w fat / CSF is 0.36, 0.47 and 0.99 on the
+        # three reference scans (mean 0.61) against 0.87 on the faithful phantom (benchmarks/sim_to_real.py), and a
+        # model that knows fat only as "nearly as bright as CSF" leaves real fat bright. Even x0.61 keeps fat far
+        # brighter than on STIR.
         z = r_tex.normal(0.0, 0.15, len(comps))
         logg = np.clip(z, -0.3, 0.3)
         fat = [SUBCUT_FAT, EPIFAT, IM_FAT]
