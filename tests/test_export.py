@@ -218,32 +218,26 @@ def test_cyclegan_generator_exports_and_runs_in_onnxruntime(tmp_path):
                             "normalization": {"method": "percentile", "percentiles": [0.5, 99.5]},
                             "pixel_spacing_mm": None, "image_size": 64, "context_slices": 1, "input_keys": ["T2w"]},
                            tmp_path / "cg.pt")
-    out, side = export_checkpoint(ckpt, tmp_path / "cg.onnx")
-    meta = json.loads(side.read_text())
+    meta = _export_matches_torch_file_to_file(ckpt, tmp_path / "cg.onnx", tmp_path)
     assert meta["checkpoint"]["kind"] == "cyclegan" and meta["input"]["size_multiple"] == 4
+
+
+def test_unet_with_full_res_head_and_residual_exports_and_matches_torch(tmp_path, checkpoint_writer):
+    """The head's input concatenation and the residual output (unbounded before synthesis clamps) export too."""
+    ckpt = checkpoint_writer(tmp_path / "res.pt", ["model.generator_kwargs={base_channels: 4, num_downs: 3, "
+                                                   "full_res_head: 4, residual_channel: 0}"], spacing=None)
+    _export_matches_torch_file_to_file(ckpt, tmp_path / "res.onnx", tmp_path)
+
+
+def _export_matches_torch_file_to_file(ckpt: Path, out: Path, tmp_path: Path) -> dict:
+    """Export ``ckpt`` to ONNX at ``out``; the export check and a file-to-file synthesis agree with torch within
+    TOLERANCE model units (and the output is not constant). Returns the export's sidecar."""
+    out, side = export_checkpoint(ckpt, out)
+    meta = json.loads(side.read_text())
     assert meta["export_check"]["max_abs_diff_vs_torch"] <= TOLERANCE
     src = _volume(tmp_path / "sub-01_T2w.nii.gz")
     a = load_volume(synthesize_path(ckpt, src, tmp_path / "t_pseudoSTIR.nii.gz", device="cpu", engine="torch")[0])
     b = load_volume(synthesize_path(out, src, tmp_path / "o_pseudoSTIR.nii.gz")[0])
     scale = Synthesizer.from_checkpoint(ckpt, device="cpu").prepare_inputs(load_volume(src))[1].scale
     assert np.abs(a.data - b.data).max() <= TOLERANCE * scale and np.ptp(a.data) > 0
-
-
-def test_unet_with_full_res_head_and_residual_exports_and_matches_torch(tmp_path):
-    """The head's input concatenation and the residual output (unbounded before synthesis clamps) export too."""
-    cfg = load_config(None, ["model.generator_kwargs={base_channels: 4, num_downs: 3, full_res_head: 4, "
-                             "residual_channel: 0}", "model.discriminator_kwargs={base_channels: 4}"])
-    torch.manual_seed(0)
-    model = build_gan(cfg.model, cfg.loss, 1)
-    ckpt = save_checkpoint({"format": FORMAT, "synthseq_version": "test", "kind": "pix2pix", "config": to_dict(cfg),
-                            "model": model.state_dict(), "step": 3,
-                            "normalization": {"method": "percentile", "percentiles": [0.5, 99.5]},
-                            "pixel_spacing_mm": None, "image_size": 32, "context_slices": 1, "input_keys": ["T2w"]},
-                           tmp_path / "res.pt")
-    out, side = export_checkpoint(ckpt, tmp_path / "res.onnx")
-    assert json.loads(side.read_text())["export_check"]["max_abs_diff_vs_torch"] <= TOLERANCE
-    src = _volume(tmp_path / "sub-01_T2w.nii.gz")
-    a = load_volume(synthesize_path(ckpt, src, tmp_path / "t_pseudoSTIR.nii.gz", device="cpu", engine="torch")[0])
-    b = load_volume(synthesize_path(out, src, tmp_path / "o_pseudoSTIR.nii.gz")[0])
-    scale = Synthesizer.from_checkpoint(ckpt, device="cpu").prepare_inputs(load_volume(src))[1].scale
-    assert np.abs(a.data - b.data).max() <= TOLERANCE * scale and np.ptp(a.data) > 0
+    return meta
