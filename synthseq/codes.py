@@ -64,4 +64,74 @@ def body_mask_from_labels(labels: np.ndarray) -> np.ndarray:
 #: Short alias used by the phantom.
 body_mask = body_mask_from_labels
 
-__all__ = ["AIRWAY", "L", "LESIONS", "T", "TISSUES", "body_mask", "body_mask_from_labels"]
+# ----------------------------------------------------------------------------- lesion reference tissue
+#: Fewest reference-tissue voxels accepted for a lesion contrast (else the next candidate tissue is tried).
+MIN_REFERENCE_VOXELS = 10
+
+#: Reference tissue per lesion class: candidate groups of tissue names, tried in order (first group with at least
+#: MIN_REFERENCE_VOXELS normal voxels in the lesion's sagittal slices wins). canal_compression is morphological
+#: (no intensity contrast) and has no entry.
+REFERENCE_TISSUES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "marrow_edema": (("vertebral_marrow",),),
+    "plc_injury": (("interspinous_ligament",), ("muscle",)),
+    "cord_edema": (("cord",),),
+    "cord_hemorrhage": (("cord",),),
+    "prevertebral_edema": (("prevertebral_soft_tissue",),),
+    "disc_injury": (("disc_nucleus", "disc_annulus"),),
+    "modic2_fatty": (("vertebral_marrow",),),
+    "hemangioma": (("vertebral_marrow",),),
+    "modic1": (("vertebral_marrow",),),
+}
+
+
+def _slices_containing(mask: np.ndarray, axis: int | None) -> np.ndarray:
+    """Boolean array of mask's shape: True in every slice (along ``axis``) that contains part of ``mask``."""
+    if axis is None:
+        return np.ones_like(mask, dtype=bool)
+    other = tuple(i for i in range(mask.ndim) if i != axis)
+    hit = mask.any(axis=other)
+    shape = [1] * mask.ndim
+    shape[axis] = -1
+    return np.broadcast_to(hit.reshape(shape), mask.shape)
+
+
+def reference_masks(labels: np.ndarray, lesions: np.ndarray, slice_axis: int | None = None) -> dict[str, np.ndarray]:
+    """Normal reference tissue for each lesion class present in ``lesions``.
+
+    Args:
+        labels: tissue labels (phantom codes), same shape as ``lesions``.
+        lesions: lesion codes (0 = none).
+        slice_axis: array axis across sagittal slices; the reference is taken from the slices that contain the
+            lesion (the whole volume if too few voxels there, or when None).
+
+    Returns:
+        ``{lesion_class_name: bool mask}`` of tissue voxels (per :data:`REFERENCE_TISSUES`) with no lesion of any
+        kind; classes without a usable reference are left out.
+    """
+    labels = np.asarray(labels)
+    lesions = np.asarray(lesions)
+    if labels.shape != lesions.shape:
+        raise ValueError(f"labels {labels.shape} and lesions {lesions.shape} differ in shape")
+    normal = lesions == 0
+    out: dict[str, np.ndarray] = {}
+    for name, code in L.items():
+        if name not in REFERENCE_TISSUES or not np.any(lesions == code):
+            continue
+        near = _slices_containing(lesions == code, slice_axis)
+        for region in (near, None):
+            chosen = None
+            for group in REFERENCE_TISSUES[name]:
+                wanted = [T[t] for t in group if t in T]
+                ref = np.isin(labels, wanted) & normal
+                if region is not None:
+                    ref &= region
+                if int(ref.sum()) >= MIN_REFERENCE_VOXELS:
+                    chosen = ref
+                    break
+            if chosen is not None:
+                out[name] = chosen
+                break
+    return out
+
+__all__ = ["AIRWAY", "L", "LESIONS", "MIN_REFERENCE_VOXELS", "REFERENCE_TISSUES", "T", "TISSUES", "body_mask",
+           "body_mask_from_labels", "reference_masks"]

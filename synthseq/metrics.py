@@ -50,15 +50,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import codes
-from .codes import body_mask_from_labels
+from .codes import REFERENCE_TISSUES, body_mask_from_labels, reference_masks
 from .data.normalize import NormParams, apply_normalization, fit_normalization
 
 #: Width of the model space [-1, 1]: the data_range of every metric on normalized images.
 MODEL_DATA_RANGE = 2.0
 #: Percentiles each volume is normalized with before metrics (same as the model's default).
 METRIC_PERCENTILES = (0.5, 99.5)
-#: Fewest reference-tissue voxels accepted for a lesion contrast (else the next candidate tissue is tried).
-MIN_REFERENCE_VOXELS = 10
 #: Smallest slice side LPIPS is run on (smaller slices are padded with background -1).
 LPIPS_MIN_SIZE = 64
 
@@ -66,22 +64,6 @@ LPIPS_MIN_SIZE = 64
 #: ``{name: code}`` of the phantom's tissue labels and lesion codes (:mod:`synthseq.codes`).
 TISSUE_CODES: dict[str, int] = {name: code for code, name in codes.TISSUES.items()}
 LESION_CODES: dict[str, int] = {name: code for code, name in codes.LESIONS.items()}
-
-#: Reference tissue per lesion class: candidate groups of tissue names, tried in order (first group with at least
-#: MIN_REFERENCE_VOXELS normal voxels in the lesion's sagittal slices wins). canal_compression is morphological
-#: (no intensity contrast) and has no entry.
-REFERENCE_TISSUES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "marrow_edema": (("vertebral_marrow",),),
-    "plc_injury": (("interspinous_ligament",), ("muscle",)),
-    "cord_edema": (("cord",),),
-    "cord_hemorrhage": (("cord",),),
-    "prevertebral_edema": (("prevertebral_soft_tissue",),),
-    "disc_injury": (("disc_nucleus", "disc_annulus"),),
-    "modic2_fatty": (("vertebral_marrow",),),
-    "hemangioma": (("vertebral_marrow",),),
-    "modic1": (("vertebral_marrow",),),
-}
-
 
 # ------------------------------------------------------------------------------------------ helpers
 def _as_bchw(x) -> Tensor:
@@ -327,56 +309,6 @@ def lpips_distance(pred, target, mask=None, net: str = "alex") -> LPIPSResult:
 
 
 # ------------------------------------------------------------------------------------ lesion level
-def _slices_containing(mask: np.ndarray, axis: int | None) -> np.ndarray:
-    """Boolean array of mask's shape: True in every slice (along ``axis``) that contains part of ``mask``."""
-    if axis is None:
-        return np.ones_like(mask, dtype=bool)
-    other = tuple(i for i in range(mask.ndim) if i != axis)
-    hit = mask.any(axis=other)
-    shape = [1] * mask.ndim
-    shape[axis] = -1
-    return np.broadcast_to(hit.reshape(shape), mask.shape)
-
-
-def reference_masks(labels: np.ndarray, lesions: np.ndarray, slice_axis: int | None = None) -> dict[str, np.ndarray]:
-    """Normal reference tissue for each lesion class present in ``lesions``.
-
-    Args:
-        labels: tissue labels (phantom codes), same shape as ``lesions``.
-        lesions: lesion codes (0 = none).
-        slice_axis: array axis across sagittal slices; the reference is taken from the slices that contain the
-            lesion (the whole volume if too few voxels there, or when None).
-
-    Returns:
-        ``{lesion_class_name: bool mask}`` of tissue voxels (per :data:`REFERENCE_TISSUES`) with no lesion of any
-        kind; classes without a usable reference are left out.
-    """
-    labels = np.asarray(labels)
-    lesions = np.asarray(lesions)
-    if labels.shape != lesions.shape:
-        raise ValueError(f"labels {labels.shape} and lesions {lesions.shape} differ in shape")
-    normal = lesions == 0
-    out: dict[str, np.ndarray] = {}
-    for name, code in LESION_CODES.items():
-        if name not in REFERENCE_TISSUES or not np.any(lesions == code):
-            continue
-        near = _slices_containing(lesions == code, slice_axis)
-        for region in (near, None):
-            chosen = None
-            for group in REFERENCE_TISSUES[name]:
-                wanted = [TISSUE_CODES[t] for t in group if t in TISSUE_CODES]
-                ref = np.isin(labels, wanted) & normal
-                if region is not None:
-                    ref &= region
-                if int(ref.sum()) >= MIN_REFERENCE_VOXELS:
-                    chosen = ref
-                    break
-            if chosen is not None:
-                out[name] = chosen
-                break
-    return out
-
-
 def tissue_contrast(image: np.ndarray, lesion_mask: np.ndarray, ref_mask: np.ndarray, offset: float = 1.0) -> float:
     """``(mean_lesion - mean_ref) / mean_ref`` on ``image + offset`` (offset 1 for [-1, 1] images); NaN if a mask
     is empty or the reference mean is ~0."""

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..codes import body_mask_from_labels
+from ..codes import body_mask_from_labels, reference_masks
 from ..errors import InputError
 from ..io import Volume, load_volume
 from .layout import Subject
@@ -65,6 +65,9 @@ class SliceStack:
         view: the SagittalView of the reference grid (slices -> volume with ``view.from_slices``).
         lesion: ``(S, 1, H, W)`` float32 lesion mask {0, 1} (any lesion code > 0) when a lesion map was asked
             for, else None.
+        reference: ``(S, 1, H, W)`` float32 {0, 1}: the normal tissue each present lesion class is measured against
+            (:func:`synthseq.metrics.reference_masks`, in the slices holding that class) when a lesion map and a
+            tissue label map were asked for, else None.
     """
 
     subject: str
@@ -79,6 +82,7 @@ class SliceStack:
     alignment: dict[str, dict] = field(default_factory=dict)
     view: SagittalView | None = None
     lesion: np.ndarray | None = None
+    reference: np.ndarray | None = None
 
     def keep(self, min_foreground: float) -> np.ndarray:
         """Indices of the slices whose body fraction is at least ``min_foreground``."""
@@ -114,6 +118,7 @@ def prepare_subject(
     norm_mask: str = "auto",
     with_inputs: bool = True,
     lesion_key: str | None = None,
+    label_key: str | None = None,
     slice_plane: str = "sagittal",
     preprocessor: Preprocessor | None = None,
 ) -> SliceStack:
@@ -135,6 +140,8 @@ def prepare_subject(
         with_inputs: False builds a target-only stack (the target is then the reference; unpaired pools).
         lesion_key: sequence key of a lesion map (e.g. ``"lesions"``) to slice as :attr:`SliceStack.lesion`;
             the subject must have it (InputError otherwise: an absent map must not read as "no lesion").
+        label_key: with ``lesion_key``, sequence key of a tissue label map (phantom codes, e.g. ``"labels"``) from
+            which :attr:`SliceStack.reference` is made; the subject must have it.
         slice_plane: ``"sagittal"`` | ``"axial"`` | ``"coronal"`` | ``"acquisition"``
             (:class:`~synthseq.data.slicing.SliceView`; acquisition resolves on the reference grid).
     """
@@ -192,6 +199,20 @@ def prepare_subject(
                              f"maps with data.lesion_key=null loss.pix2pix.lambda_lesion=0)")
         lesion_codes = _code_map_on(subject.path(lesion_key), ref)
         lesion = np.ascontiguousarray(view.to_slices(lesion_codes > 0))[:, None].astype(np.float32)
+    reference = None
+    if label_key is not None:
+        if lesion_key is None:
+            raise ValueError("label_key (lesion reference tissue) needs lesion_key")
+        if not subject.has(label_key):
+            raise InputError(f"{subject.id}: no {label_key} file for the lesion-reference loss (train without it "
+                             f"with data.label_key=null loss.pix2pix.lambda_reference=0)")
+        lab_sl = np.ascontiguousarray(view.to_slices(_code_map_on(subject.path(label_key), ref)))
+        les_sl = np.ascontiguousarray(view.to_slices(lesion_codes))
+        refs = reference_masks(lab_sl.astype(np.int64), les_sl.astype(np.int64), slice_axis=0)
+        union = np.zeros(lab_sl.shape, bool)
+        for m in refs.values():
+            union |= m
+        reference = union[:, None].astype(np.float32)
 
     dh, dw = view.inplane_spacing(ref.spacing)
     if pixel_spacing_mm is not None:
@@ -202,13 +223,14 @@ def prepare_subject(
             b = _resize_slices(b, size, False) if b is not None else None
             mask = _resize_slices(mask, size, True)
             lesion = _resize_slices(lesion, size, True) if lesion is not None else None
+            reference = _resize_slices(reference, size, True) if reference is not None else None
         dh = dw = float(pixel_spacing_mm)
     return SliceStack(
         subject=subject.id, A=None if a is None else np.ascontiguousarray(a, np.float32),
         B=None if b is None else np.ascontiguousarray(b, np.float32), mask=mask,
         foreground=mask.mean(axis=(1, 2, 3)), pad_A=pad_a if pad_a is not None else np.zeros(0, np.float32),
         pad_B=pad_b if pad_b is not None else np.zeros(0, np.float32), spacing=(float(dh), float(dw)),
-        norm=norms, alignment=alignment, view=view, lesion=lesion,
+        norm=norms, alignment=alignment, view=view, lesion=lesion, reference=reference,
     )
 
 
@@ -338,7 +360,8 @@ class PairedSliceDataset(_SliceDatasetBase):
     Items: ``{"A": (C_in, H, W) float32 ~[-1, 1], "B": (1, H, W) float32 [-1, 1], "mask": (1, H, W) float {0, 1},
     "subject": str, "slice": int}`` with ``H = W = image_size``, ``C_in = context_slices * len(input_keys)`` and
     ``slice`` the canonical sagittal index (right -> left); with ``lesion_key`` also ``"lesion": (1, H, W)``
-    float {0, 1}, moved with A, B and mask. See the module docstring for the preparation.
+    float {0, 1}, and with ``label_key`` too ``"reference": (1, H, W)`` float {0, 1} (each lesion's normal
+    reference tissue, :attr:`SliceStack.reference`), moved with A, B and mask. See the module docstring for the preparation.
 
     Raises:
         InputError: no subjects, or no slice with enough body (naming the subjects); file problems name the file.
@@ -364,6 +387,7 @@ class PairedSliceDataset(_SliceDatasetBase):
         norm_mask: str = "auto",
         augment_settings: AugmentSettings | None = None,
         lesion_key: str | None = None,
+        label_key: str | None = None,
         slice_plane: str = "sagittal",
         lesion_slice_weight: float = 1.0,
     ) -> None:
@@ -371,7 +395,7 @@ class PairedSliceDataset(_SliceDatasetBase):
         self.input_keys, self.target_key, self.context_slices = list(input_keys), target_key, context_slices
         kw = dict(context_slices=context_slices, norm=norm, norm_percentiles=norm_percentiles,
                   pixel_spacing_mm=pixel_spacing_mm, register=register, norm_mask=norm_mask, lesion_key=lesion_key,
-                  slice_plane=slice_plane)
+                  label_key=label_key, slice_plane=slice_plane)
         self.stacks = [prepare_subject(s, self.input_keys, target_key, **kw) for s in subjects]
         self.index = self._index(self.stacks, min_foreground)
         self._check(self.index, self.stacks, "paired dataset", min_foreground)
@@ -417,6 +441,9 @@ class PairedSliceDataset(_SliceDatasetBase):
         if st.lesion is not None:
             arrays.append((st.lesion[sj], 0.0))
             keys.append("lesion")
+        if st.reference is not None:
+            arrays.append((st.reference[sj], 0.0))
+            keys.append("reference")
         around = self._centres[i] if self._centres is not None and self.lesion_slice_weight > 1 else None
         item = dict(zip(keys, self._crop(arrays, rng, around)), subject=st.subject, slice=sj)
         if self.augment:

@@ -100,7 +100,8 @@ class GPUSliceBank:
     Build with :meth:`from_dataset` or :meth:`from_subjects`. Batches are dicts ``{"A": (B, C_in, S, S),
     "B": (B, 1, S, S), "mask": (B, 1, S, S)}`` float32 on the bank's device with ``S = image_size``, A and B in
     model space (~[-1, 1]), mask in {0, 1}. A paired bank built from stacks with lesion maps also gives
-    ``"lesion": (B, 1, S, S)`` in {0, 1} (stored as a second ``mask`` channel, so it moves with the pair).
+    ``"lesion": (B, 1, S, S)`` in {0, 1} (stored as a second ``mask`` channel, so it moves with the pair), and
+    from stacks with lesion reference maps too ``"reference": (B, 1, S, S)`` (a third channel).
     """
 
     def __init__(
@@ -194,6 +195,8 @@ class GPUSliceBank:
         mask, _ = _canvas(ds.stacks_a, index_a, "mask", None, hc, wc, dtype)
         if ds.paired and ds.stacks_a[index_a[0][0]].lesion is not None:
             mask = torch.cat([mask, _canvas(ds.stacks_a, index_a, "lesion", None, hc, wc, dtype)[0]], 1)
+            if ds.stacks_a[index_a[0][0]].reference is not None:
+                mask = torch.cat([mask, _canvas(ds.stacks_a, index_a, "reference", None, hc, wc, dtype)[0]], 1)
         b, boxes_b = _canvas(ds.stacks_b, index_b, "B", "pad_B", hc, wc, dtype)
         bank = cls(a, mask, b, boxes_a, boxes_b, size, ds.paired,
                    augment_settings=augment_settings or ds.augment_settings,
@@ -303,6 +306,8 @@ class GPUSliceBank:
         out = {"A": a.float().contiguous(), "B": b.float().contiguous(), "mask": m[:, :1].float().contiguous()}
         if m.shape[1] > 1:
             out["lesion"] = m[:, 1:2].float().contiguous()
+        if m.shape[1] > 2:
+            out["reference"] = m[:, 2:3].float().contiguous()
         return out
 
     def _origins(self, idx: Tensor, lo: Tensor, hi: Tensor, augment: bool, g: torch.Generator) -> Tensor:

@@ -8,7 +8,8 @@ transforms only sample parameters (from the ``torch.Generator`` passed in) and h
 operations, so an augmentation can be replayed.
 
 Items are dicts of channel-first ``(C, H, W)`` float tensors in model space (``"A"`` input, ``"B"`` target,
-``"mask"`` body mask of A in {0, 1}, optional ``"lesion"`` lesion mask in {0, 1}).
+``"mask"`` body mask of A in {0, 1}, optional ``"lesion"`` lesion mask and ``"reference"`` lesion reference
+tissue mask in {0, 1}).
 
 * **Geometric** (:func:`sample_geometry`, probability ``affine_prob`` for the affine part): flip along W
   (anterior <-> posterior, pix2pix's horizontal flip; never head <-> feet) with ``flip_prob``; rotation uniform
@@ -132,7 +133,8 @@ def warp(x: Tensor, matrices: Tensor, size: tuple[int, int], mode: str = "biline
 
 # -------------------------------------------------------------------------------------------- one item
 def augment_item(settings: AugmentSettings, item: dict, seed: int, geometric_keys: Sequence[str],
-                 intensity_keys: Sequence[str] = ("A",), mask_keys: Sequence[str] = ("mask", "lesion")) -> dict:
+                 intensity_keys: Sequence[str] = ("A",),
+                 mask_keys: Sequence[str] = ("mask", "lesion", "reference")) -> dict:
     """Augment one item (the CPU path) with parameters drawn from a generator seeded by ``seed``.
 
     ``geometric_keys`` share ONE geometric draw (nearest-neighbour for ``mask_keys``, so masks stay in {0, 1});

@@ -79,11 +79,12 @@ class CycleGAN(GANModel):
     @classmethod
     def from_config(cls, model_cfg, loss_cfg, in_channels: int, gan_mode: str) -> CycleGAN:
         """Two generators of ``model.generator`` (``C_in -> 1`` and back), two discriminators; weights from
-        ``loss.cyclegan`` (lambda_cycle / lambda_identity / pool_size). pix2pix's lesion term is refused: it needs a
-        pixel's paired target, which CycleGAN never sees."""
-        if loss_cfg.pix2pix.lambda_lesion > 0:
-            raise ConfigError("loss.pix2pix.lambda_lesion: needs paired data (pix2pix); CycleGAN never sees a "
-                              "pixel's target")
+        ``loss.cyclegan`` (lambda_cycle / lambda_identity / pool_size). pix2pix's lesion and lesion-reference terms are
+        refused: they need a pixel's paired target, which CycleGAN never sees."""
+        for key in ("lambda_lesion", "lambda_reference"):
+            if getattr(loss_cfg.pix2pix, key) > 0:
+                raise ConfigError(f"loss.pix2pix.{key}: needs paired data (pix2pix); CycleGAN never sees a "
+                                  f"pixel's target")
         w = loss_cfg.cyclegan
         g_name, g_kw = model_cfg.generator, dict(model_cfg.generator_kwargs or {})
         d_name, d_kw = model_cfg.discriminator, dict(model_cfg.discriminator_kwargs or {})

@@ -1,10 +1,14 @@
 """pix2pix (Isola et al. 2017): paired T2w -> STIR translation with a conditional PatchGAN.
 
 Generator objective: ``GAN(D(A, G(A)) -> real) + lambda_l1 * L1(G(A), B)``
-``+ lambda_lesion * L1_lesion + lambda_ssim * (1 - SSIM) + lambda_perceptual * LPIPS`` (the last three optional,
-off by default). ``L1_lesion`` is the L1 averaged over lesion pixels only (``batch["lesion"]``): lesions are a
-fraction of a percent of the pixels, so the plain L1 barely sees them, and lesion contrast is what downstream
-readers and models need from pseudo-STIR. The lesion map is a training-time annotation; inference needs none.
+``+ lambda_lesion * L1_lesion + lambda_reference * L1_reference + lambda_ssim * (1 - SSIM)``
+``+ lambda_perceptual * LPIPS`` (the last four optional, off by default). ``L1_lesion`` is the L1 averaged over
+lesion pixels only (``batch["lesion"]``): lesions are a fraction of a percent of the pixels, so the plain L1 barely
+sees them, and lesion contrast is what downstream readers and models need from pseudo-STIR. ``L1_reference`` is the
+L1 averaged over the normal tissue each lesion's contrast is measured against (``batch["reference"]``; e.g. the
+interspinous ligaments for a PLC injury, :data:`synthseq.metrics.REFERENCE_TISSUES`): contrast has two ends, and a
+thin dark reference rendered too bright flattens it as much as a faint lesion. Both maps are training-time
+annotations; inference needs none.
 Discriminator objective: ``0.5 * (GAN(D(A, B) -> real) + GAN(D(A, G(A)) -> fake))``.
 """
 
@@ -31,11 +35,14 @@ class Pix2Pix(GANModel):
         lambda_l1: weight of the L1 term (100 in pix2pix).
         lambda_lesion: weight of the L1 over lesion pixels (batches then need ``"lesion"`` ``(B, 1, H, W)`` {0, 1};
             a batch without lesion pixels adds 0).
+        lambda_reference: weight of the L1 over lesion reference tissue (batches then need ``"reference"``
+            ``(B, 1, H, W)`` {0, 1}; an empty map adds 0).
         lambda_ssim: weight of ``1 - SSIM`` (data_range 2).
         lambda_perceptual: weight of LPIPS (backbone weights from the torch cache; loaded on first use).
         perceptual_net: LPIPS backbone (``"alex" | "vgg" | "squeeze"``).
 
-    The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_l1_lesion, G_ssim, G_perceptual]`` and
+    The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_l1_lesion, G_l1_reference, G_ssim,
+    G_perceptual]`` and
     ``D_real, D_fake``; ``fakes`` is ``{"fake_B": G(A)}``.
     """
 
@@ -46,12 +53,14 @@ class Pix2Pix(GANModel):
         gan_mode: str = "vanilla",
         lambda_l1: float = 100.0,
         lambda_lesion: float = 0.0,
+        lambda_reference: float = 0.0,
         lambda_ssim: float = 0.0,
         lambda_perceptual: float = 0.0,
         perceptual_net: str = "alex",
     ) -> None:
         super().__init__()
-        for key, value in (("lambda_l1", lambda_l1), ("lambda_lesion", lambda_lesion), ("lambda_ssim", lambda_ssim),
+        for key, value in (("lambda_l1", lambda_l1), ("lambda_lesion", lambda_lesion),
+                           ("lambda_reference", lambda_reference), ("lambda_ssim", lambda_ssim),
                            ("lambda_perceptual", lambda_perceptual)):
             if value < 0:
                 raise ConfigError(f"loss.pix2pix.{key}: must be >= 0, got {value}")
@@ -60,6 +69,7 @@ class Pix2Pix(GANModel):
         self.criterion_gan = GANLoss(gan_mode)
         self.lambda_l1 = lambda_l1
         self.lambda_lesion = lambda_lesion
+        self.lambda_reference = lambda_reference
         self.lambda_ssim = lambda_ssim
         self.lambda_perceptual = lambda_perceptual
         self.perceptual = PerceptualLoss(perceptual_net) if lambda_perceptual > 0 else None
@@ -67,15 +77,15 @@ class Pix2Pix(GANModel):
     @classmethod
     def from_config(cls, model_cfg, loss_cfg, in_channels: int, gan_mode: str) -> Pix2Pix:
         """G: ``C_in -> 1``; D on ``C_in + 1`` channels; weights from ``loss.pix2pix`` (lambda_l1 / lambda_lesion /
-        lambda_ssim / lambda_perceptual)."""
+        lambda_reference / lambda_ssim / lambda_perceptual)."""
         w = loss_cfg.pix2pix
         return cls(
             network(model_cfg.generator, dict(model_cfg.generator_kwargs or {}), "generator",
                     in_channels=in_channels, out_channels=1),
             network(model_cfg.discriminator, dict(model_cfg.discriminator_kwargs or {}), "discriminator",
                     in_channels=in_channels + 1),
-            gan_mode=gan_mode, lambda_l1=w.lambda_l1, lambda_lesion=w.lambda_lesion, lambda_ssim=w.lambda_ssim,
-            lambda_perceptual=w.lambda_perceptual,
+            gan_mode=gan_mode, lambda_l1=w.lambda_l1, lambda_lesion=w.lambda_lesion,
+            lambda_reference=w.lambda_reference, lambda_ssim=w.lambda_ssim, lambda_perceptual=w.lambda_perceptual,
         )
 
     def generator_modules(self) -> list[str]:
@@ -96,6 +106,12 @@ class Pix2Pix(GANModel):
                 raise ConfigError("loss.pix2pix.lambda_lesion > 0 but the batch has no lesion map: set data.lesion_key")
             terms["G_l1_lesion"] = l1_loss(fake_b, real_b, batch["lesion"])
             loss = loss + self.lambda_lesion * terms["G_l1_lesion"]
+        if self.lambda_reference > 0:
+            if "reference" not in batch:
+                raise ConfigError("loss.pix2pix.lambda_reference > 0 but the batch has no lesion reference map: set "
+                                  "data.lesion_key and data.label_key")
+            terms["G_l1_reference"] = l1_loss(fake_b, real_b, batch["reference"])
+            loss = loss + self.lambda_reference * terms["G_l1_reference"]
         if self.lambda_ssim > 0:
             terms["G_ssim"] = ssim_loss(fake_b, real_b)
             loss = loss + self.lambda_ssim * terms["G_ssim"]

@@ -104,7 +104,7 @@ class LoaderSource:
                                          pin_memory=self.pin_memory, generator=g,
                                          persistent_workers=False))
         self._next = (epoch, i + 1)  # after the epoch's last batch this never matches: the next call rebuilds
-        return {k: v for k, v in next(self._iter).items() if k in ("A", "B", "mask", "lesion")}
+        return {k: v for k, v in next(self._iter).items() if k in ("A", "B", "mask", "lesion", "reference")}
 
 
 @dataclass
@@ -200,6 +200,12 @@ def train_dataset(cfg: Config, subjects: list[Subject], targets: list[Subject] |
     pool the odd ones, as when T2w-only and STIR-only studies come from different patients."""
     if cfg.loss.pix2pix.lambda_lesion > 0 and not (cfg.data.lesion_key and cfg.data.paired):
         raise ConfigError("loss.pix2pix.lambda_lesion > 0 needs paired data and data.lesion_key (e.g. lesions)")
+    if cfg.loss.pix2pix.lambda_reference > 0 and not (cfg.data.lesion_key and cfg.data.label_key and cfg.data.paired):
+        raise ConfigError("loss.pix2pix.lambda_reference > 0 needs paired data, data.lesion_key (e.g. lesions) and "
+                          "data.label_key (e.g. labels)")
+    if cfg.data.label_key and not cfg.data.lesion_key:
+        raise ConfigError(f"data.label_key={cfg.data.label_key}: the lesion reference tissue needs data.lesion_key "
+                          f"(e.g. lesions)")
     from ..data.datasets import PairedSliceDataset, UnpairedSliceDataset
 
     if not subjects:
@@ -212,7 +218,7 @@ def train_dataset(cfg: Config, subjects: list[Subject], targets: list[Subject] |
                           f"weight > 0")
     if cfg.data.paired:  # registration refines a pair's alignment: it has no meaning for unpaired pools
         return PairedSliceDataset(subjects, register=cfg.data.register, lesion_key=cfg.data.lesion_key,
-                                  lesion_slice_weight=w, **kw)
+                                  label_key=cfg.data.label_key, lesion_slice_weight=w, **kw)
     targets = subjects if targets is None else targets
     pools = cfg.data.unpaired_pools
     if pools == "shared":

@@ -93,6 +93,21 @@ def test_lesion_term_is_the_l1_inside_the_lesion_map(tiny_batch, make_model):
         model.generator_loss(batch)
 
 
+def test_reference_term_is_the_l1_inside_the_reference_map(tiny_batch, make_model):
+    model = make_model(lambda_lesion=30.0, lambda_reference=7.0)
+    batch = tiny_batch()
+    lesion, reference = torch.zeros_like(batch["B"]), torch.zeros_like(batch["B"])
+    lesion[:, :, 2:6, 3:9] = 1
+    reference[:, :, 8:12, 1:5] = 1
+    loss, terms, fakes = model.generator_loss(dict(batch, lesion=lesion, reference=reference))
+    diff = (fakes["fake_B"] - batch["B"]).abs().detach()
+    torch.testing.assert_close(terms["G_l1_reference"], diff[reference.bool()].mean())
+    torch.testing.assert_close(loss.detach(), terms["G_gan"] + 100 * terms["G_l1"] + 30 * terms["G_l1_lesion"]
+                               + 7 * terms["G_l1_reference"])
+    with pytest.raises(ConfigError, match="data.label_key"):
+        model.generator_loss(dict(batch, lesion=lesion))
+
+
 def test_a_few_adam_steps_reduce_l1(tiny_batch, make_model, adam_steps):
     model = make_model()
     l1 = [terms["G_l1"].item() for terms in adam_steps(model, tiny_batch(), steps=15)]

@@ -2,11 +2,14 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 
@@ -82,6 +85,20 @@ def test_lesion_weighted_l1_is_trained_and_logged(tiny_cfg):
     rows = _log(run_dir)
     assert all(0 < r["G_l1_lesion"] < 2 for r in rows)  # lesion pixels exist in every subject of the tiny folder
     assert load_checkpoint(run_dir / "last.pt")["config"]["loss"]["pix2pix"]["lambda_lesion"] == 20.0
+
+
+def test_lesion_reference_l1_is_trained_and_logged(tiny_cfg, tiny_root, tmp_path):
+    # the tiny folder's lesions as PLC injuries (code 2): their reference tissue falls back to muscle (label 3)
+    root = tmp_path / "plc"
+    shutil.copytree(tiny_root, root)
+    for path in root.glob("*/*_lesions.nii.gz"):
+        img = nib.load(path)
+        nib.save(nib.Nifti1Image((np.asarray(img.dataobj) > 0).astype(np.uint8) * 2, img.affine), path)
+    run_dir = run(tiny_cfg("pix2pix", f"data.root={root}", "train.steps=2", "data.lesion_key=lesions",
+                           "data.label_key=labels", "loss.pix2pix.lambda_lesion=20", "loss.pix2pix.lambda_reference=10"))
+    rows = _log(run_dir)
+    assert all(0 < r["G_l1_reference"] < 2 for r in rows)
+    assert load_checkpoint(run_dir / "last.pt")["config"]["loss"]["pix2pix"]["lambda_reference"] == 10.0
 
 
 @pytest.mark.parametrize("extra", [["loss.pix2pix.lambda_lesion=5"],
