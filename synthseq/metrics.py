@@ -31,6 +31,10 @@ ratio (a plain ratio on [-1, 1] would divide by numbers near zero or of either s
 lesion class is normal tissue from the phantom's tissue labels in the same sagittal slices
 (:data:`REFERENCE_TISSUES`). ``contrast recovery = contrast(pseudo-STIR) / contrast(real STIR)``: 1 means the lesion
 stands out exactly as much as in real STIR, 0 means it vanished, negative means its polarity flipped.
+Contrast is a ratio over the reference, so a reference near the low percentile (e.g. the dark interspinous ligament
+against a PLC injury on STIR, ~0.08 above it) makes it steep: a reference rendered 0.03 brighter halves it.
+``step recovery = step(pseudo-STIR) / step(real STIR)`` with ``step = mean_lesion - mean_reference`` in normalized
+units is the offset-free companion: how much of the lesion-to-reference intensity step is reproduced.
 ``CNR = (mean_lesion - mean_reference) / std`` with std taken in a noise mask if given, else in the reference tissue.
 
 LPIPS needs pretrained backbone weights in the local torch cache (nothing is downloaded); when they are absent
@@ -339,6 +343,18 @@ def lesion_cnr(image: np.ndarray, lesion_mask: np.ndarray, ref_mask: np.ndarray,
 
 #: Smallest |relative contrast| of a lesion in the real STIR for which a recovery ratio is reported (10 %).
 MIN_TARGET_CONTRAST = 0.1
+#: Smallest |lesion - reference step| in the real STIR (normalized units, range 2) for which a step recovery is
+#: reported (2.5 % of the range).
+MIN_TARGET_STEP = 0.05
+
+
+def intensity_step(image: np.ndarray, lesion_mask: np.ndarray, ref_mask: np.ndarray) -> float:
+    """``mean_lesion - mean_ref`` (the image's units); NaN if a mask is empty."""
+    img = np.asarray(image, dtype=np.float64)
+    lm, rm = np.asarray(lesion_mask, bool), np.asarray(ref_mask, bool)
+    if not lm.any() or not rm.any():
+        return float("nan")
+    return float(img[lm].mean() - img[rm].mean())
 
 
 def contrast_recovery(pred: np.ndarray, target: np.ndarray, lesions: np.ndarray,
@@ -369,21 +385,29 @@ def contrast_recovery(pred: np.ndarray, target: np.ndarray, lesions: np.ndarray,
 
 def lesion_metrics(pred: np.ndarray, target: np.ndarray, labels: np.ndarray, lesions: np.ndarray,
                    slice_axis: int | None = None, offset: float = 1.0) -> dict[str, dict[str, float]]:
-    """All lesion-level numbers per lesion class present: contrast in pred and target, recovery, CNR of both.
+    """All lesion-level numbers per lesion class present: contrast in pred and target, recovery, CNR of both,
+    and the lesion-to-reference intensity step of both with its recovery (NaN where the target's step is below
+    :data:`MIN_TARGET_STEP`).
 
-    Returns ``{class: {"contrast_pred", "contrast_target", "recovery", "cnr_pred", "cnr_target", "voxels"}}``.
+    Returns ``{class: {"contrast_pred", "contrast_target", "recovery", "cnr_pred", "cnr_target", "step_pred",
+    "step_target", "step_recovery", "voxels"}}``.
     """
     refs = reference_masks(labels, lesions, slice_axis)
     recovery = contrast_recovery(pred, target, lesions, refs, offset)
     out: dict[str, dict[str, float]] = {}
     for name, ref in refs.items():
         lm = np.asarray(lesions) == LESION_CODES[name]
+        step_pred, step_target = intensity_step(pred, lm, ref), intensity_step(target, lm, ref)
         out[name] = {
             "contrast_pred": tissue_contrast(pred, lm, ref, offset),
             "contrast_target": tissue_contrast(target, lm, ref, offset),
             "recovery": recovery.get(name, float("nan")),
             "cnr_pred": lesion_cnr(pred, lm, ref),
             "cnr_target": lesion_cnr(target, lm, ref),
+            "step_pred": step_pred,
+            "step_target": step_target,
+            "step_recovery": (step_pred / step_target if np.isfinite(step_target) and abs(step_target) >= MIN_TARGET_STEP
+                              else float("nan")),
             "voxels": int(lm.sum()),
         }
     return out
@@ -418,7 +442,7 @@ def register_metric(name: str, higher_is_better: bool) -> Callable[[Callable[...
     """
 
     def decorator(fn: Callable[..., float]) -> Callable[..., float]:
-        if name in BUILTIN_METRICS or name.startswith(("cr_", "cnr_")):
+        if name in BUILTIN_METRICS or name.startswith(("cr_", "cnr_", "sr_")):
             raise ValueError(f"metric name {name!r} is taken by a built-in metric")
         if name in _METRICS and _METRICS[name].fn is not fn:
             raise ValueError(f"metric {name!r} is already registered")

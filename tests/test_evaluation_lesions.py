@@ -76,6 +76,8 @@ def test_evaluate_reports_by_class_and_scores_the_erasure_check(tmp_path):
     classes = summary["lesion_classes"]
     assert classes["plc_injury"]["methods"]["pseudo_stir"]["recovery"]["mean"] < 0.3
     assert classes["cord_edema"]["methods"]["pseudo_stir"]["recovery"]["mean"] > 0.95
+    steps = {c: classes[c]["methods"]["pseudo_stir"]["step_recovery"]["mean"] for c in ("plc_injury", "cord_edema")}
+    assert steps["plc_injury"] < 0.1 and abs(steps["cord_edema"] - 1) < 0.05, steps  # the deleted lesion has no step
     er = summary["erasure"]
     assert er["volumes"] == 1 and er["per_volume"][0]["erasure_used_t1w"] is True
     assert er["erased_lesions"] >= 1 and er["erased_flagged"] >= 1 and "plc_injury" in er["per_volume"][0][

@@ -170,6 +170,29 @@ def test_contrast_recovery_is_one_for_real_vs_itself_and_scales_with_contrast():
     assert M.tissue_contrast(image, lesions > 0, refs["marrow_edema"]) == pytest.approx(1.0)
 
 
+def test_step_recovery_is_offset_free_where_contrast_recovery_is_steep():
+    labels, lesions, image = _lesion_scene()
+    lm = lesions > 0
+    ref = M.reference_masks(labels, lesions, slice_axis=0)["marrow_edema"]
+    # real STIR: reference near the dark end (-0.92), lesion at +0.3; pseudo-STIR: the same lesion, the reference
+    # 0.25 brighter (the PLC failure of issue 14)
+    target, pred = image.copy(), image.copy()
+    target[ref], target[lm] = -0.92, 0.3
+    pred[ref], pred[lm] = -0.67, 0.3
+    m = M.lesion_metrics(pred, target, labels, lesions, slice_axis=0)["marrow_edema"]
+    assert m["step_target"] == pytest.approx(1.22) and m["step_pred"] == pytest.approx(0.97)
+    assert m["step_recovery"] == pytest.approx(0.97 / 1.22)
+    assert m["recovery"] == pytest.approx((0.97 / 0.33) / (1.22 / 0.08))  # about 0.19: the ratio is steep
+    # shifting the whole prediction changes contrast recovery, not step recovery
+    shifted = M.lesion_metrics(pred + 0.1, target, labels, lesions, slice_axis=0)["marrow_edema"]
+    assert shifted["step_recovery"] == pytest.approx(m["step_recovery"])
+    assert shifted["recovery"] < 0.9 * m["recovery"]
+    # no step worth recovering in the target: NaN, not a ratio over ~0
+    flat = target.copy()
+    flat[lm] = -0.92 + 0.01
+    assert np.isnan(M.lesion_metrics(pred, flat, labels, lesions, slice_axis=0)["marrow_edema"]["step_recovery"])
+
+
 def test_lesion_cnr_uses_reference_std_or_the_noise_mask():
     labels, lesions, image = _lesion_scene()
     rng = np.random.default_rng(1)

@@ -311,7 +311,9 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
                        "(Gaussian 11x11, sigma 1.5) over body voxels of the sagittal slices",
             "lesions": "cr_<class> = contrast(pred)/contrast(STIR), contrast = (mean lesion - mean reference "
                        "tissue)/mean reference on [0, 2]-shifted normalized images; cnr_<class> = (mean lesion - "
-                       "mean reference)/std(reference) in the method's image, cnr_target_<class> in real STIR",
+                       "mean reference)/std(reference) in the method's image, cnr_target_<class> in real STIR; "
+                       "sr_<class> = step(pred)/step(STIR), step = mean lesion - mean reference in normalized "
+                       "units (offset-free: a dark reference does not make it steep)",
         },
         "lpips": _lpips_status(table, use_lpips),
         "methods": summarize(table, seed),

@@ -2,8 +2,8 @@
 
 * :func:`class_summary`: per lesion class the number of lesions (connected components over the scored subjects)
   and of subjects, the lesion CNR in the input T2w and in the real STIR (identical for every method, so given
-  once), and per method contrast recovery and CNR with their bootstrap CIs; the best method (recovery closest to
-  1) is named, and a class seen in fewer than :data:`MIN_CONCLUSIVE` subjects is marked "not conclusive".
+  once), and per method contrast recovery, step recovery and CNR with their bootstrap CIs; the best method
+  (recovery closest to 1) is named, and a class seen in fewer than :data:`MIN_CONCLUSIVE` subjects is marked "not conclusive".
 * :func:`erasure_rows`: per subject the erasure check's flag counts (:mod:`synthseq.erasure`; the flag map
   ``synthseq synthesize`` wrote beside the prediction when there is one, else the check run here, with the
   subject's T1w when the input folder holds one), and, with phantom lesions, how many T2w-visible lesions the
@@ -70,6 +70,8 @@ def class_summary(table: pd.DataFrame, counts: Mapping[str, Mapping[str, int]], 
         for m in methods:
             part = table[table["method"] == m]
             per[m] = {"recovery": _ci(part[col].to_numpy(float), seed, f"{m}/{col}"),
+                      "step_recovery": _ci(part[f"sr_{name}"].to_numpy(float), seed, f"{m}/sr_{name}")
+                      if f"sr_{name}" in part else None,
                       "cnr": _ci(part[f"cnr_{name}"].to_numpy(float), seed, f"{m}/cnr_{name}")
                       if f"cnr_{name}" in part else None}
         entry["methods"] = per
@@ -92,13 +94,14 @@ def _fmt_ci(st: Mapping[str, Any] | None, digits: int = 2) -> str:
 
 
 def class_table_html(classes: Mapping[str, Any]) -> str:
-    """The by-class HTML table: one row per class; CNR in T2w / real STIR once; recovery and CNR per method."""
+    """The by-class HTML table: one row per class; CNR in T2w / real STIR once; recovery, step recovery and CNR
+    per method."""
     if not classes:
         return "<p>No lesion classes (no lesion maps given).</p>"
     methods = list(next(iter(classes.values()))["methods"])
     head = ("<tr><th rowspan=2>lesion class</th><th rowspan=2>lesions (subjects)</th><th rowspan=2>CNR T2w</th>"
-            "<th rowspan=2>CNR real STIR</th>" + "".join(f"<th colspan=2>{html.escape(m)}</th>" for m in methods)
-            + "</tr><tr>" + "<th>recovery</th><th>CNR</th>" * len(methods) + "</tr>")
+            "<th rowspan=2>CNR real STIR</th>" + "".join(f"<th colspan=3>{html.escape(m)}</th>" for m in methods)
+            + "</tr><tr>" + "<th>recovery</th><th>step</th><th>CNR</th>" * len(methods) + "</tr>")
     rows = []
     for name, e in classes.items():
         cells = []
@@ -106,13 +109,16 @@ def class_table_html(classes: Mapping[str, Any]) -> str:
             rec, cnr = e["methods"][m]["recovery"], e["methods"][m]["cnr"]
             best = m == e.get("best")
             r = _fmt_ci(rec)
-            cells.append(f"<td>{'<b>' + r + ' &#9733;</b>' if best else r}</td><td>{_fmt_ci(cnr, 1)}</td>")
+            cells.append(f"<td>{'<b>' + r + ' &#9733;</b>' if best else r}</td>"
+                         f"<td>{_fmt_ci(e['methods'][m].get('step_recovery'))}</td><td>{_fmt_ci(cnr, 1)}</td>")
         flag = "" if e["conclusive"] else " <small>(n &lt; 5: not conclusive)</small>"
         rows.append(f"<tr><th>{html.escape(name)}{flag}</th><td>{e['lesions']} ({e['subjects']})</td>"
                     f"<td>{_fmt_ci(e.get('cnr_input'), 1)}</td><td>{_fmt_ci(e.get('cnr_target'), 1)}</td>"
                     f"{''.join(cells)}</tr>")
     return (f"<table>{head}{''.join(rows)}</table><p>Recovery = lesion contrast in the method's image / in real "
-            f"STIR (1 = all of it; &#9733; closest to 1, the oracle aside); mean over subjects [95% bootstrap CI]. "
+            f"STIR (1 = all of it; &#9733; closest to 1, the oracle aside); step = the lesion-to-reference intensity "
+            f"step in normalized units over real STIR's (offset-free: a reference near the dark end of the range "
+            f"makes recovery steep, not step); mean over subjects [95% bootstrap CI]. "
             f"CNR in the T2w and the real STIR is the same for every method and shown once.</p>")
 
 
