@@ -8,8 +8,10 @@ subjects stay bit-identical. What differs (see ``anatomy.sample_anatomy_varied``
 * anatomy drawn with between-patient variation and degeneration (osteophytes, bulges, endplate sclerosis);
 * painting on a grid 2x finer in-plane, so partial volume comes from sub-voxel geometry;
 * compartment-level textures, vessels with flow voids, CSF flow voids;
-* ``randomized`` only: a per-class log-normal gain (SD 0.15, within x0.74..1.35; fat x0.61..1.22, mostly darker)
-  on the T2w input (contrast randomization as in SynthSeg / SynthSR), on top of the widened protocol ranges and relaxation jitter of ``acquisition.py``;
+* ``randomized`` only: the interspinous fat fraction drawn from 20-80 % (faithful: 25 %), and a per-class
+  log-normal gain (SD 0.15, within x0.74..1.35; fat x0.61..1.22, mostly darker) on the T2w input (contrast
+  randomization as in SynthSeg / SynthSR), on top of the widened protocol ranges and relaxation jitter of
+  ``acquisition.py``;
 * slice profile, CSF ghosts, k-space truncation (Gibbs), zero-filled acquired matrix, partial Fourier,
   apodization, coil sensitivity and Rician noise on the complex image, with vendor-like protocols.
 """
@@ -20,7 +22,7 @@ import numpy as np
 
 from ..codes import body_mask
 from .acquisition import OVERSAMPLE, acquire, coil_sensitivity, jitter_relaxation, sample_acquisition
-from .classes import CLASS_LABEL, CSF, EPIFAT, IM_FAT, SUBCUT_FAT, class_composition
+from .classes import CLASS_LABEL, CSF, EPIFAT, IM_FAT, ISL, SUBCUT_FAT, class_composition
 from .injuries import render_marrow, render_soft_lesions
 from .presets import Preset
 from .sequences import Protocol, SignalBook, shift_volume
@@ -47,6 +49,14 @@ def render(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: f
     if mode == "randomized":
         extra["relaxation_jitter"] = jitter_relaxation(book, prot, r_tex, 0.12)
     comps = class_composition(anat.ff_marrow)
+    if mode == "randomized":
+        # Interspinous spaces hold thin ligaments with fat pads between them; how much fat varies between patients.
+        # The faithful 25 % fat keeps them dark on T2w, but on the Prisma reference scan they are as bright as CSF
+        # (its fat / CSF 0.99 comes from there), and a model that never saw bright interspinous fat keeps it bright
+        # (STIR nulls it; a PLC injury, fluid, is the bright thing it knows there). 20-80 % fat.
+        f_isl = float(r_tex.uniform(0.2, 0.8))
+        comps[ISL] = {"ligament": 1.0 - f_isl, "fat": f_isl}
+        extra["interspinous_fat_fraction"] = round(f_isl, 4)
     lut_t2, lut_st = book.lut(comps)
     t2f, stf, t1f = lut_t2[cv.cls], lut_st[cv.cls], book.lut_t1w(comps)[cv.cls]
     lesf = np.zeros_like(cv.cls)

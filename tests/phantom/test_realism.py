@@ -333,3 +333,22 @@ def test_cli_phantom_realism(tmp_path):
     with pytest.raises(SystemExit) as exc:  # argparse refuses an unknown mode before any work
         main(["phantom", "--out", str(tmp_path / "g"), "--subjects", "1", "--realism", "cartoon"])
     assert exc.value.code == 2 and not (tmp_path / "g").exists()
+
+
+def test_randomized_interspinous_fat_varies_and_stir_nulls_it():
+    isl_l, muscle_l = 15, 3
+    fats, t1_ratio, stir_ratio = [], [], []
+    for i in range(4):
+        rec = generate_subject("s", 200 + i, preset="tiny", realism="randomized")
+        lab, les = rec.labels.data, rec.lesions.data
+        isl, muscle = (lab == isl_l) & (les == 0), (lab == muscle_l) & (les == 0)
+        fats.append(rec.acquisition["interspinous_fat_fraction"])
+        t1_ratio.append(_mean(rec.t1w.data, isl) / _mean(rec.t1w.data, muscle))  # T1w: no input gain, fat bright
+        stir_ratio.append(_mean(rec.stir.data, isl) / _mean(rec.stir.data, muscle))
+    assert all(0.2 <= f <= 0.8 for f in fats) and np.ptp(fats) > 0.2
+    # more fat: brighter on T1w (and T2w); the tiny preset's few ligament voxels make the relation noisy
+    assert np.argmax(t1_ratio) == np.argmax(fats) and np.argmin(t1_ratio) == np.argmin(fats), (fats, t1_ratio)
+    assert np.corrcoef(fats, t1_ratio)[0, 1] > 0.5
+    assert max(stir_ratio) < 1.0, stir_ratio  # STIR nulls the fat: the ligaments stay darker than muscle
+    faithful = generate_subject("s", 200, preset="tiny", realism="faithful")
+    assert "interspinous_fat_fraction" not in faithful.acquisition
