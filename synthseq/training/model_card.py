@@ -115,8 +115,9 @@ def card_facts(ckpt: Mapping[str, Any], run_dir: str | Path | None = None,
 
 
 def lesion_results(evaluation: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per lesion class of an evaluation summary: the pseudo-STIR's contrast recovery (``cr``) and CNR (``cnr``)
-    stats (``{"mean", "ci_low", "ci_high", "n"}``), and each baseline's contrast recovery (``baselines``)."""
+    """Per lesion class of an evaluation summary: the pseudo-STIR's contrast recovery (``cr``), step recovery
+    (``sr``, None in summaries that predate it) and CNR (``cnr``) stats (``{"mean", "ci_low", "ci_high", "n"}``),
+    and each baseline's contrast recovery (``baselines``)."""
     methods = evaluation.get("methods") or {}
     ours = methods.get(PSEUDO_METHOD) or {}
     out: dict[str, dict[str, Any]] = {}
@@ -124,7 +125,7 @@ def lesion_results(evaluation: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if not col.startswith("cr_"):
             continue
         name = col[3:]
-        out[name] = {"cr": stat, "cnr": ours.get(f"cnr_{name}"),
+        out[name] = {"cr": stat, "sr": ours.get(f"sr_{name}"), "cnr": ours.get(f"cnr_{name}"),
                      "baselines": {m: v[col] for m, v in methods.items() if m != PSEUDO_METHOD and col in v}}
     return out
 
@@ -227,15 +228,17 @@ def render_model_card(facts: Mapping[str, Any], date: _dt.datetime | None = None
         results = lesion_results(ev)
         if results:
             baselines = sorted({b for r in results.values() for b in r["baselines"]})
-            lines += ["", "Lesion level (contrast recovery = lesion contrast in pseudo-STIR / in real STIR; n = "
+            lines += ["", "Lesion level (contrast recovery = lesion contrast in pseudo-STIR / in real STIR; step "
+                      "recovery = lesion-minus-reference intensity step in pseudo-STIR / in real STIR; n = "
                       "subjects with the class):", "",
-                      "| lesion class | contrast recovery | CNR pseudo-STIR | " + " | ".join(
+                      "| lesion class | contrast recovery | step recovery | CNR pseudo-STIR | " + " | ".join(
                           f"recovery {b}" for b in baselines) + " |",
-                      "|---|---|---|" + "---|" * len(baselines)]
+                      "|---|---|---|---|" + "---|" * len(baselines)]
             for name, r in results.items():
                 cnr = _ci(r["cnr"]) if r.get("cnr") else "n/a"
+                sr = _ci(r["sr"]) if r.get("sr") else "n/a"
                 base = " | ".join(_fmt(r["baselines"].get(b, {}).get("mean")) for b in baselines)
-                lines.append(f"| {name.replace('_', ' ')} | {_ci(r['cr'])} | {cnr} | {base} |")
+                lines.append(f"| {name.replace('_', ' ')} | {_ci(r['cr'])} | {sr} | {cnr} | {base} |")
     else:
         lines.append("Not evaluated yet.")
     lines += ["", "## Known failure modes", "", *[f"- {f}" for f in failure_modes(facts)], ""]

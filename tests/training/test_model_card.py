@@ -21,6 +21,7 @@ def _summary(path, cr_marrow=0.16, n_marrow=3):
         "methods": {
             "pseudo_stir": {"ssim": stat(0.812, 5, 0.80, 0.83), "mae": stat(0.061), "psnr": stat(24.5),
                             "cr_cord_edema": stat(0.87, 6, 0.80, 0.93), "cnr_cord_edema": stat(9.1, 6),
+                            "sr_cord_edema": stat(0.95, 6),
                             "cr_marrow_edema": stat(cr_marrow, n_marrow, 0.05, 0.30),
                             "cnr_marrow_edema": stat(1.2, n_marrow)},
             "histogram_matching": {"ssim": stat(0.70), "cr_cord_edema": stat(0.91, 6),
@@ -63,8 +64,10 @@ def test_test_results_and_under_recovered_classes(tiny_cfg, tmp_path):
     assert load_checkpoint(run_dir / "best.pt")["model_card"] == text  # stored inside the checkpoint too
     assert "5 subject(s): sub-0001, sub-0002" in text
     assert "- ssim: 0.812 (95% CI 0.8 to 0.83), n=5" in text
-    assert "| lesion class | contrast recovery | CNR pseudo-STIR | recovery histogram_matching |" in text
-    assert "| cord edema | 0.87 (95% CI 0.8 to 0.93), n=6 | 9.1, n=6 | 0.91 |" in text
+    assert ("| lesion class | contrast recovery | step recovery | CNR pseudo-STIR | recovery histogram_matching |"
+            in text)
+    assert "| cord edema | 0.87 (95% CI 0.8 to 0.93), n=6 | 0.95, n=6 | 9.1, n=6 | 0.91 |" in text
+    assert "| marrow edema | 0.16 (95% CI 0.05 to 0.3), n=3 | n/a |" in text  # a summary without step recovery
     assert "Under-recovers **marrow edema**: contrast recovery 0.16 (95% CI 0.05 to 0.3), n=3" in text
     assert "n < 5: not conclusive" in text
     assert "cord edema**" not in text  # 0.87 >= 0.8: not a failure mode
