@@ -11,7 +11,8 @@ code, dtype and intensity range (1st / 99th percentile), and for the pair (first
 * contrast heuristics (for the keys ``T2w`` and ``STIR``): the **fat index** is the median intensity of the outer
   body shell (1.5 to 8 mm inside the body outline, where subcutaneous fat lies) over the median of the deep body
   (muscle, spine) -- well above 1 on a T2w (fat bright), well below 1 on a STIR (fat suppressed); the **fluid
-  index** is the body's 99.5th percentile over the same deep median (CSF is bright on both).
+  index** is the body's 99.5th percentile over the same deep median (CSF is bright on both). The body is the tissue
+  labels' where the subject has them (a phantom), else the intensity estimate of the reference volume.
 
 Flags are ``(level, text)``: ``"error"`` makes the subject unusable for paired training (no input, unreadable
 file, grids that hardly overlap, a misregistered pair, a suspected wrong contrast: fat darker on the "T2w" than
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..codes import body_mask_from_labels
 from ..errors import InputError, SynthseqError
 from ..io import Volume, load_volume
 from .layout import Subject
@@ -127,6 +129,22 @@ def checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
     return np.where((yy + xx) % 2 == 0, a, b)
 
 
+def _labels_body(subject: Subject, ref: Volume) -> np.ndarray | None:
+    """The body mask from the subject's tissue labels (a phantom's) on ``ref``'s grid, or None without usable labels.
+    The intensity estimate can miss part of a body whose contrast is unusual (the randomized phantom), and the
+    fat index's shell then lies in muscle."""
+    if not subject.has("labels"):
+        return None
+    try:
+        labels = load_volume(subject.path("labels"), allow_zero=True)
+        if not same_grid(labels, ref):
+            labels = resample_to(labels, ref, order=0)
+    except SynthseqError:
+        return None
+    body = body_mask_from_labels(np.asarray(labels.data).astype(np.int64))
+    return body if body.any() else None
+
+
 def check_subject(subject: Subject, input_keys: Sequence[str] = ("T2w",), target_key: str = "STIR", *,
                   register: bool = False, slice_plane: str = "sagittal", max_points: int = 8000) -> SubjectQC:
     """Check one subject (see the module docstring). Never raises for a bad file: it becomes an error flag.
@@ -160,7 +178,9 @@ def check_subject(subject: Subject, input_keys: Sequence[str] = ("T2w",), target
     if ref_key not in vols:
         return qc
     ref = vols[ref_key]
-    body = body_mask_from_intensity(ref.data)
+    body = _labels_body(subject, ref)
+    if body is None:
+        body = body_mask_from_intensity(ref.data)
     for key in (k for k in (ref_key, target_key) if k in vols and k in ("T2w", "STIR")):
         vol = vols[key] if same_grid(vols[key], ref) else None
         if vol is None:

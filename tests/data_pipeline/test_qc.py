@@ -69,6 +69,26 @@ def test_check_flags_shifted_pair_and_swapped_contrast(h, tmp_path):
     assert no_target.usable and no_target.flags[0][0] == "warn" and "no STIR (no target)" in no_target.flags[0][1]
 
 
+def test_tissue_labels_give_the_body_of_the_contrast_indices(h, tmp_path, monkeypatch):
+    from synthseq.data import qc
+
+    t2w, stir = _neck()
+    body = qc.body_mask_from_intensity(t2w)  # right on this image: the labels' body
+    affine = np.diag([1.2, 1.0, 1.0, 1.0])
+    for sid, labels in (("sub-01", True), ("sub-02", False)):
+        h.write_nifti(tmp_path / sid / f"{sid}_T2w.nii.gz", t2w, affine)
+        h.write_nifti(tmp_path / sid / f"{sid}_STIR.nii.gz", stir, affine)
+        if labels:  # muscle (3) wherever the body is
+            h.write_nifti(tmp_path / sid / f"{sid}_labels.nii.gz", np.where(body, 3, 0).astype(np.uint8), affine,
+                          np.uint8)
+    # an intensity estimate that misses the outer body (as on a randomized-contrast phantom): its shell is muscle
+    monkeypatch.setattr(qc, "body_mask_from_intensity", lambda data: ndimage.binary_erosion(body, np.ones((1, 3, 3)), iterations=10))
+    subjects = {s.id: s for s in load_subjects(tmp_path)}
+    with_labels, estimated = check_subject(subjects["sub-01"]), check_subject(subjects["sub-02"])
+    assert with_labels.sequences["T2w"]["fat_index"] > 1.5 and with_labels.sequences["STIR"]["fat_index"] < 0.8
+    assert estimated.sequences["T2w"]["fat_index"] < 1.2  # the shell missed the fat rim
+
+
 def test_checkerboard_alternates_tiles():
     a, b = np.zeros((8, 8)), np.ones((8, 8))
     board = checkerboard(a, b, tiles=2)
