@@ -11,8 +11,9 @@ code, dtype and intensity range (1st / 99th percentile), and for the pair (first
 * contrast heuristics (for the keys ``T2w`` and ``STIR``): the **fat index** is the median intensity of the outer
   body shell (1.5 to 8 mm inside the body outline, where subcutaneous fat lies) over the median of the deep body
   (muscle, spine) -- well above 1 on a T2w (fat bright), well below 1 on a STIR (fat suppressed); the **fluid
-  index** is the body's 99.5th percentile over the same deep median (CSF is bright on both). The body is the tissue
-  labels' where the subject has them (a phantom), else the intensity estimate of the reference volume.
+  index** is the body's 99.5th percentile over the same deep median (CSF is bright on both). Their body is the
+  tissue labels' where the subject has them (a phantom), else the intensity estimate of the reference volume (which
+  is always the mask of the rigid refinement: its margin holds the outline's edges).
 
 Flags are ``(level, text)``: ``"error"`` makes the subject unusable for paired training (no input, unreadable
 file, grids that hardly overlap, a misregistered pair, a suspected wrong contrast: fat darker on the "T2w" than
@@ -178,9 +179,9 @@ def check_subject(subject: Subject, input_keys: Sequence[str] = ("T2w",), target
     if ref_key not in vols:
         return qc
     ref = vols[ref_key]
-    body = _labels_body(subject, ref)
-    if body is None:
-        body = body_mask_from_intensity(ref.data)
+    body = body_mask_from_intensity(ref.data)  # also the mask of the rigid refinement below
+    contrast_body = _labels_body(subject, ref)
+    contrast_body = body if contrast_body is None else contrast_body
     for key in (k for k in (ref_key, target_key) if k in vols and k in ("T2w", "STIR")):
         vol = vols[key] if same_grid(vols[key], ref) else None
         if vol is None:
@@ -188,7 +189,7 @@ def check_subject(subject: Subject, input_keys: Sequence[str] = ("T2w",), target
                 vol = resample_to(vols[key], ref, order=1)
             except SynthseqError:
                 continue
-        qc.sequences[key].update(contrast_indices(vol, body))
+        qc.sequences[key].update(contrast_indices(vol, contrast_body))
     fat = {k: qc.sequences[k].get("fat_index") for k in ("T2w", "STIR") if k in qc.sequences}
     fat = {k: v for k, v in fat.items() if v is not None and np.isfinite(v)}
     if len(fat) == 2 and fat["T2w"] < SWAP_RATIO * fat["STIR"]:  # STIR suppresses fat: never brighter there
