@@ -66,7 +66,7 @@ class SliceStack:
         lesion: ``(S, 1, H, W)`` float32 lesion mask {0, 1} (any lesion code > 0) when a lesion map was asked
             for, else None.
         reference: ``(S, 1, H, W)`` float32 {0, 1}: the normal tissue each present lesion class is measured against
-            (:func:`synthseq.metrics.reference_masks`, in the slices holding that class) when a lesion map and a
+            (:func:`synthseq.codes.reference_masks`, in the slices holding that class) when a lesion map and a
             tissue label map were asked for, else None.
     """
 

@@ -6,7 +6,7 @@ Generator objective: ``GAN(D(A, G(A)) -> real) + lambda_l1 * L1(G(A), B)``
 lesion pixels only (``batch["lesion"]``): lesions are a fraction of a percent of the pixels, so the plain L1 barely
 sees them, and lesion contrast is what downstream readers and models need from pseudo-STIR. ``L1_reference`` is the
 L1 averaged over the normal tissue each lesion's contrast is measured against (``batch["reference"]``; e.g. the
-interspinous ligaments for a PLC injury, :data:`synthseq.metrics.REFERENCE_TISSUES`): contrast has two ends, and a
+interspinous ligaments for a PLC injury, :data:`synthseq.codes.REFERENCE_TISSUES`): contrast has two ends, and a
 thin dark reference rendered too bright flattens it as much as a faint lesion. Both maps are training-time
 annotations; inference needs none.
 Discriminator objective: ``0.5 * (GAN(D(A, B) -> real) + GAN(D(A, G(A)) -> fake))``.
