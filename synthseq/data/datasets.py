@@ -99,7 +99,7 @@ def _resize_slices(x: np.ndarray, size: tuple[int, int], is_mask: bool) -> np.nd
     return out.numpy()
 
 
-def _code_map_on(path, ref: Volume) -> np.ndarray:
+def code_map_on(path, ref: Volume) -> np.ndarray:
     """A label / lesion code map's data on ``ref``'s grid (nearest neighbour, so codes stay codes)."""
     codes = load_volume(path, allow_zero=True)
     return (codes if same_grid(codes, ref) else resample_to(codes, ref, order=0)).data
@@ -156,12 +156,19 @@ def prepare_subject(
     ref = load_volume(subject.path(ref_key))
     view = SliceView.from_affine(ref.affine, slice_plane)
 
+    code_maps: dict[str, np.ndarray] = {}  # each code map read once (label_key may be the body's "labels")
+
+    def code_map(key: str) -> np.ndarray:
+        if key not in code_maps:
+            code_maps[key] = code_map_on(subject.path(key), ref)
+        return code_maps[key]
+
     # Normalization is fitted exactly as synthesis will fit it (the Preprocessor's mask of the reference volume);
     # tissue labels, where present, give the sharper body mask for the loss and metrics only.
     norm_body = pre.body_mask(ref.data)
     body = None
     if norm_mask in ("auto", "labels") and subject.has("labels"):
-        body = body_mask_from_labels(_code_map_on(subject.path("labels"), ref))
+        body = body_mask_from_labels(code_map("labels"))
         if not body.any():
             body = None  # empty label map: fall back to the intensity estimate
     if body is None:
@@ -197,7 +204,7 @@ def prepare_subject(
         if not subject.has(lesion_key):
             raise InputError(f"{subject.id}: no {lesion_key} file for the lesion-weighted loss (train without lesion "
                              f"maps with data.lesion_key=null loss.pix2pix.lambda_lesion=0)")
-        lesion_codes = _code_map_on(subject.path(lesion_key), ref)
+        lesion_codes = code_map(lesion_key)
         lesion = np.ascontiguousarray(view.to_slices(lesion_codes > 0))[:, None].astype(np.float32)
     reference = None
     if label_key is not None:
@@ -206,7 +213,7 @@ def prepare_subject(
         if not subject.has(label_key):
             raise InputError(f"{subject.id}: no {label_key} file for the lesion-reference loss (train without it "
                              f"with data.label_key=null loss.pix2pix.lambda_reference=0)")
-        lab_sl = np.ascontiguousarray(view.to_slices(_code_map_on(subject.path(label_key), ref)))
+        lab_sl = np.ascontiguousarray(view.to_slices(code_map(label_key)))
         les_sl = np.ascontiguousarray(view.to_slices(lesion_codes))
         refs = reference_masks(lab_sl.astype(np.int64), les_sl.astype(np.int64), slice_axis=0)
         union = np.zeros(lab_sl.shape, bool)
@@ -516,5 +523,5 @@ class UnpairedSliceDataset(_SliceDatasetBase):
 
 
 __all__ = ["PairedSliceDataset", "SliceStack", "UnpairedSliceDataset", "WeightedEpochSampler",
-           "body_mask_from_intensity", "crop_pad", "crop_window", "crop_window_around", "lesion_centres",
+           "body_mask_from_intensity", "code_map_on", "crop_pad", "crop_window", "crop_window_around", "lesion_centres",
            "prepare_subject"]

@@ -42,6 +42,7 @@ from scipy import ndimage
 from ..codes import body_mask_from_labels
 from ..errors import InputError, SynthseqError
 from ..io import Volume, load_volume
+from .datasets import code_map_on
 from .layout import Subject
 from .preprocess import body_mask_from_intensity
 from .registration import overlap_fraction, resample_to, rigid_register, same_grid
@@ -137,12 +138,9 @@ def _labels_body(subject: Subject, ref: Volume) -> np.ndarray | None:
     if not subject.has("labels"):
         return None
     try:
-        labels = load_volume(subject.path("labels"), allow_zero=True)
-        if not same_grid(labels, ref):
-            labels = resample_to(labels, ref, order=0)
+        body = body_mask_from_labels(code_map_on(subject.path("labels"), ref))
     except SynthseqError:
         return None
-    body = body_mask_from_labels(np.asarray(labels.data).astype(np.int64))
     return body if body.any() else None
 
 
