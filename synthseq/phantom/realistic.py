@@ -52,8 +52,8 @@ def render(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: f
     if mode == "randomized":
         # Interspinous spaces hold thin ligaments with fat pads between them; how much fat varies between patients.
         # The faithful 25 % fat keeps them dark on T2w, but on the Prisma reference scan they are as bright as CSF
-        # (its fat / CSF 0.99 comes from there), and a model that never saw bright interspinous fat keeps it bright
-        # (STIR nulls it; a PLC injury, fluid, is the bright thing it knows there). 20-80 % fat.
+        # (its fat / CSF 0.99 comes from there); STIR nulls that fat. 20-80 % fat. Measured (README, sim-to-real):
+        # it moved a phantom-trained model's fat / CSF on that scan only from 0.99 to 0.90.
         f_isl = float(r_tex.uniform(0.2, 0.8))
         comps[ISL] = {"ligament": 1.0 - f_isl, "fat": f_isl}
         extra["interspinous_fat_fraction"] = round(f_isl, 4)
