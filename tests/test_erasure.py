@@ -83,6 +83,46 @@ def test_score_against_phantom_lesions():
     assert sc["missing_flags"] == 2 and sc["visible_lesions"] == 3
 
 
+def _isl_block(rng):
+    """A 24 x 24 x 4 patch: interspinous ligament (labels 15) around a PLC injury (lesion 2), and a marrow strip
+    (labels 6) with a haemangioma (lesion 9); model-space images with real STIR's dark ligament (-0.86)."""
+    labels = np.full((24, 24, 4), 15, np.uint8)
+    labels[:, 18:] = 6
+    lesions = np.zeros_like(labels)
+    lesions[8:14, 6:12, 1:3] = 2
+    lesions[8:12, 19:23, 1:3] = 9
+    noise = lambda: rng.normal(0, 0.03, labels.shape)  # noqa: E731
+    t2 = np.where(labels == 15, -0.6, -0.1) + noise()
+    t2[lesions > 0] = 0.3
+    stir = np.where(labels == 15, -0.86, -0.6) + noise()
+    stir[lesions == 2], stir[lesions == 9] = 0.26, -0.8  # PLC bright, haemangioma dark on STIR
+    return labels, lesions, t2, stir
+
+
+def test_erased_lesions_go_by_the_step_not_the_ratio():
+    labels, lesions, t2, stir = _isl_block(np.random.default_rng(0))
+    brighter = stir + np.where(labels == 15, 0.19, 0.0)  # ligament and lesion both 0.19 brighter: step kept
+    found = erasure.erased_lesions(brighter, stir, t2, lesions, labels)
+    assert [f["class"] for f in found] == ["plc_injury"]  # the haemangioma is dark on STIR: not an erasable focus
+    assert found[0]["recovery"] < 0.5 and abs(found[0]["step_recovery"] - 1) < 0.05 and not found[0]["erased"]
+    flat = stir.copy()
+    flat[lesions == 2] = stir[(labels == 15) & (lesions == 0)].mean()
+    (gone,) = erasure.erased_lesions(flat, stir, t2, lesions, labels)
+    assert gone["erased"] and abs(gone["step_recovery"]) < 0.1
+
+
+def test_deletion_trials_measure_the_check_lesion_by_lesion(case):
+    res = erasure.deletion_trials(case.t2w, case.stir, case.lesions.data, case.labels.data, case.t1w)
+    classes = {t["class"] for t in res["trials"]}
+    assert {"plc_injury", "prevertebral_edema"} <= classes and "marrow_edema" not in classes  # T2w CNR < 3
+    assert all(t["flagged"] for t in res["trials"]) and res["baseline"]["missing"] == 0
+    frac = {t["class"]: t["flag_fraction"] for t in res["trials"]}
+    assert frac["plc_injury"] > 0.8 and frac["prevertebral_edema"] > 0.8  # the flag lies on the deleted lesion
+    t2_only = erasure.deletion_trials(case.t2w, case.stir, case.lesions.data, case.labels.data, None)
+    by = {t["class"]: t["flagged"] for t in t2_only["trials"]}
+    assert by["prevertebral_edema"] and not t2_only["baseline"]["used_t1w"]
+
+
 # -------------------------------------------------------------------------------------- synthesize
 def _checkpoint(path: Path) -> Path:
     cfg = load_config(None, ["model.generator_kwargs={base_channels: 4, num_downs: 3}",

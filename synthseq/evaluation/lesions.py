@@ -6,8 +6,8 @@
   (recovery closest to 1) is named, and a class seen in fewer than :data:`MIN_CONCLUSIVE` subjects is marked "not conclusive".
 * :func:`erasure_rows`: per subject the erasure check's flag counts (:mod:`synthseq.erasure`; the flag map
   ``synthseq synthesize`` wrote beside the prediction when there is one, else the check run here, with the
-  subject's T1w when the input folder holds one), and, with phantom lesions, how many T2w-visible lesions the
-  pseudo-STIR erased (contrast below half the real STIR's), how many of those carry a *missing* flag, and the
+  subject's T1w when the input folder holds one), and, with phantom lesions, how many lesions that T2w and STIR
+  show the pseudo-STIR erased (lesion-to-reference step below half the real STIR's), how many of those carry a *missing* flag, and the
   false alarms. :func:`erasure_summary` pools them: sensitivity for erased lesions, false alarms per volume.
 """
 
@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from .. import metrics as M
 from ..data.normalize import normalize
+from ..io import sagittal_axis
 from ..stats import mean_ci
 from .scoring import METHOD, SubjectData, input_params, normalized_pair, resolve_pred_norm
 
@@ -151,7 +152,8 @@ def erasure_rows(subjects: Sequence[SubjectData], t1w: Mapping[str, Any] | None 
             pp = input_params(s) if resolve_pred_norm(pred_norm, s) == "input" else None
             pred_n, target_n, _ = normalized_pair(s.pred, s, body, pp)
             t2_n = normalize(s.t2w.data, "percentile", M.METRIC_PERCENTILES, body, name=s.t2w.name)[0]
-            found = erasure.erased_lesions(pred_n, target_n, t2_n, s.lesions, s.labels)
+            found = erasure.erased_lesions(pred_n, target_n, t2_n, s.lesions, s.labels,
+                                           slice_axis=sagittal_axis(s.target.affine))
             sc = erasure.score_against_lesions(flags, found)
             row.update(visible_lesions=sc["visible_lesions"], erased_lesions=sc["erased_lesions"],
                        erased_flagged=sc["erased_flagged"], erasure_false_alarms=sc["false_alarms"],
@@ -182,8 +184,9 @@ def erasure_html(summary: Mapping[str, Any], rows: pd.DataFrame) -> str:
     sens = ""
     if "erased_lesions" in s:
         se = "&ndash;" if s["sensitivity"] is None else f"{s['sensitivity']:.2f}"
-        sens = (f" Phantom truth: {s['erased_lesions']} of {s['visible_lesions']} T2w-visible lesions erased by the "
-                f"pseudo-STIR (contrast below half the real STIR's); {s['erased_flagged']} of them flagged "
+        sens = (f" Phantom truth: {s['erased_lesions']} of {s['visible_lesions']} lesions that T2w and STIR show "
+                f"erased by the pseudo-STIR (lesion-to-reference step below half the real STIR's); "
+                f"{s['erased_flagged']} of them flagged "
                 f"(sensitivity {se}); {s['false_alarms_per_volume']:.2f} false alarms per volume.")
     table = rows.to_html(index=False, na_rep="-", border=0)
     return (f"<p>Per volume: {s['missing_per_volume']:.2f} T2w foci missing in the pseudo-STIR, "

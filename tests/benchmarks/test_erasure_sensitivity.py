@@ -1,0 +1,32 @@
+"""benchmarks/erasure_sensitivity.py --quick: each lesion deleted in turn from the real STIR, the check scored."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def test_erasure_sensitivity_quick(tmp_path):
+    out = tmp_path / "es.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "erasure_sensitivity.py"), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["benchmark"] == "erasure_sensitivity" and r["image_under_test"] == "real STIR"
+    t1, t2 = r["modes"]["t1w"], r["modes"]["t2w"]
+    # the known case: PLC, cord, prevertebral and disc injury are T2w-visible; with the T1w every deletion is found
+    assert t1["pooled"]["n"] >= 3 and t1["pooled"]["k"] == t1["pooled"]["n"]
+    assert t1["missing_flags_per_volume_unmodified"] == 0  # quiet on the real STIR itself
+    assert t1["pooled"]["ci_low"] < 1.0 and set(t1["per_class"]) == {t["class"] for t in t1["trials"]}
+    assert t2["per_class"]["prevertebral_edema"]["k"] == 1  # T2w alone still finds the deleted prevertebral edema
+    assert len(t2["trials"]) == len(t1["trials"])
+
+
+def test_erasure_sensitivity_refuses_unknown_modes():
+    proc = subprocess.run([sys.executable, str(BENCH / "erasure_sensitivity.py"), "--quick", "--modes", "t3w"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and "--modes" in proc.stderr
