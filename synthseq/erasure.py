@@ -250,7 +250,7 @@ def erased_lesions(pred: np.ndarray, target: np.ndarray, t2w: np.ndarray, lesion
 
 
 def deletion_trials(t2w: Volume, pseudo: Volume, lesions: np.ndarray, labels: np.ndarray,
-                    t1w: Volume | None = None, settings: ErasureSettings | None = None, keep: float = 0.5,
+                    t1w: Volume | None = None, settings: ErasureSettings | None = None,
                     visible_cnr: float = 3.0) -> dict[str, Any]:
     """The check's sensitivity by construction: every lesion that the T2w and ``pseudo`` both show is deleted
     from ``pseudo`` in turn and the check is run on the result.
@@ -259,9 +259,9 @@ def deletion_trials(t2w: Volume, pseudo: Volume, lesions: np.ndarray, labels: np
     each trial has one known erased lesion. "Shows": T2w CNR ``>= visible_cnr`` and a step over the normal
     reference tissue ``>= synthseq.metrics.MIN_TARGET_STEP`` in ``pseudo`` (model space of the T2w's intensity
     body, as :func:`check` uses). Deleting sets the lesion's voxels to the mean of its reference tissue in
-    ``pseudo`` (the fill a model that erases it would paint). A trial is flagged when a *missing* flag lies on the
-    lesion. ``pseudo`` is typically a model's pseudo-STIR (how the check does next to that model's errors) or the
-    real STIR (the check on its own).
+    ``pseudo``: a flat fill, the plainest erasure (a model that paints texture over a lesion may be harder to see).
+    A trial is flagged when a *missing* flag lies on the lesion. ``pseudo`` is typically a model's pseudo-STIR
+    (how the check does next to that model's errors) or the real STIR (the check on its own).
 
     Args:
         t2w, pseudo, t1w: as for :func:`check` (same grid; storage order).

@@ -7,8 +7,9 @@
 * :func:`erasure_rows`: per subject the erasure check's flag counts (:mod:`synthseq.erasure`; the flag map
   ``synthseq synthesize`` wrote beside the prediction when there is one, else the check run here, with the
   subject's T1w when the input folder holds one), and, with phantom lesions, how many lesions that T2w and STIR
-  show the pseudo-STIR erased (lesion-to-reference step below half the real STIR's), how many of those carry a *missing* flag, and the
-  false alarms. :func:`erasure_summary` pools them: sensitivity for erased lesions, false alarms per volume.
+  show the pseudo-STIR erased (lesion-to-reference step below half the real STIR's), how many of those carry a
+  *missing* flag, and the false alarms. :func:`erasure_summary` pools them: sensitivity for erased lesions,
+  false alarms per volume.
 """
 
 from __future__ import annotations
