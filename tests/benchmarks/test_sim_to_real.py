@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import subprocess
@@ -38,3 +39,35 @@ def test_sim_to_real_quick(tmp_path):
     # texture: the faithful phantom's fat is heterogeneous, the classic one's nearly flat
     assert r["label_truth"]["faithful"]["texture_cv_fat"] > r["label_truth"]["classic"]["texture_cv_fat"]
     assert r["pseudo_stir_on_real"] == {}  # no checkpoint given
+
+
+def test_lesion_recovery_scores_an_oracle_at_one_and_the_t2w_like_the_t2w(monkeypatch):
+    """Item 6 (lesions kept): a model that returns the real STIR, written in its T2w's scale as synthseq writes
+    pseudo-STIR, keeps every lesion's step exactly; one that returns its input scores as the T2w row."""
+    import numpy as np
+
+    from synthseq.codes import body_mask_from_labels
+    from synthseq.data.preprocess import Preprocessor
+    from synthseq.phantom import generate_subject
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    s2r = importlib.import_module("sim_to_real")
+
+    class Oracle:
+        i = 0
+
+        def __call__(self, t2w):
+            rec = generate_subject(f"sub-{self.i + 1:04d}", 2000 + self.i, preset="default", realism="classic")
+            self.i += 1
+            np.testing.assert_array_equal(rec.t2w.data, t2w.data)  # the subjects the benchmark draws
+            pre, body = Preprocessor(), body_mask_from_labels(rec.labels.data)
+            stir_n = pre(np.asarray(rec.stir.data, np.float32), mask=body)[0]
+            return t2w.with_data(pre.invert(stir_n, pre.fit(np.asarray(t2w.data, np.float32))))
+
+    out = s2r.lesion_recovery({"oracle": Oracle(), "identity": lambda v: v}, 2, "default", "classic", 1.5)
+    assert out["subjects"] == 2 and out["oracle"], out
+    assert any(math.isfinite(v["step_recovery"]) for v in out["oracle"].values())
+    for cls, v in out["oracle"].items():  # NaN where the real STIR has no step / contrast to recover
+        for key in ("step_recovery", "contrast_recovery"):
+            assert not math.isfinite(v[key]) or abs(v[key] - 1) < 1e-3, (cls, v)
+    assert out["identity"] == out["T2w"]
