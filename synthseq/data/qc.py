@@ -150,7 +150,8 @@ def check_subject(subject: Subject, input_keys: Sequence[str] = ("T2w",), target
 
     Args:
         subject: its files.
-        input_keys: input sequences; the first is the reference grid.
+        input_keys: input sequences; the pair checks use the T2w when it is one of them (the contrast closest to
+            STIR, and the grid ``synthesize`` writes on), else the first.
         target_key: the target sequence.
         register: the run refines pairs rigidly (``data.register``): a misregistration is then a warning.
         slice_plane: plane of the checkerboard slice.
@@ -173,7 +174,9 @@ def check_subject(subject: Subject, input_keys: Sequence[str] = ("T2w",), target
             qc.flags.append(("error", str(exc).splitlines()[0]))
             continue
         qc.sequences[key] = _describe(vols[key])
-    ref_key = input_keys[0]
+    # edges of a T1w line up poorly with the STIR's (fat bright on one, dark on the other), so registering the STIR
+    # to it flagged well-aligned randomized-phantom pairs as misregistered
+    ref_key = "T2w" if "T2w" in input_keys else input_keys[0]
     if ref_key not in vols:
         return qc
     ref = vols[ref_key]

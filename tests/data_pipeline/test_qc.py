@@ -69,6 +69,23 @@ def test_check_flags_shifted_pair_and_swapped_contrast(h, tmp_path):
     assert no_target.usable and no_target.flags[0][0] == "warn" and "no STIR (no target)" in no_target.flags[0][1]
 
 
+def test_pair_checks_use_the_t2w_when_a_t1w_comes_first(h, tmp_path):
+    """With data.input_keys=[T1w, T2w] the contrast and registration checks still read the T2w (the grid synthesize
+    writes on): a swapped T2w / STIR pair is still caught, a good pair still passes."""
+    root = _layout(h, tmp_path / "d")
+    affine = np.diag([1.2, 1.0, 1.0, 1.0])
+    for i, sid in enumerate(("sub-01", "sub-02", "sub-03")):
+        t2w, _ = _neck(seed=i)
+        h.write_nifti(root / sid / f"{sid}_T1w.nii.gz", (t2w.max() + 10 - t2w).astype(np.float32), affine)
+    subjects = {s.id: s for s in load_subjects(root)}
+    keys = ("T1w", "T2w")
+    good = check_subject(subjects["sub-01"], keys)
+    assert good.usable and good.sequences["T2w"]["fat_index"] > 1.5 and good.pair["shift_mm"] < 1.0
+    assert not check_subject(subjects["sub-02"], keys).usable  # the STIR shifted against its T2w
+    swapped = check_subject(subjects["sub-03"], keys)
+    assert not swapped.usable and "fat is darker on the T2w" in swapped.errors[0]
+
+
 def test_tissue_labels_give_the_body_of_the_contrast_indices(h, tmp_path, monkeypatch):
     from synthseq.data import qc
 
