@@ -39,7 +39,8 @@ Method (documented here; the numbers go to the JSON):
 
 6. **Lesions kept** (``--checkpoint``, ``--lesion-subjects N``, default 8): fat suppression bought by erasing the
    injuries STIR is read for would pass item 5, so each checkpoint also synthesizes N held-out phantom subjects
-   (``--lesion-mode``, default randomized; seeds 2000.., none of them a training subject of ``synthseq phantom``)
+   (``--lesion-mode``, default randomized; rng seeds 2000..; ``synthseq phantom`` hashes 32-bit subject seeds, so a
+   collision with a training subject is improbable but not excluded)
    and reports per lesion class the step recovery and contrast recovery (``synthseq.metrics.lesion_metrics``:
    prediction in its T2w's normalization, the STIR by its own percentiles in the labels' body, as ``synthseq
    evaluate`` scores them), averaged over the subjects with that class; the T2w itself is scored the same way.
