@@ -210,6 +210,24 @@ def sidecar_counts(report: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------- phantom ground truth
+def _shown_lesions(t2w: np.ndarray, image: np.ndarray, lesions: np.ndarray, labels: np.ndarray,
+                   visible_cnr: float, slice_axis: int | None):
+    """Yield ``(class, mask, reference mask, T2w CNR)`` for every lesion component (>= 3 voxels) that the T2w shows
+    (CNR ``>= visible_cnr``) and ``image`` shows brighter than its normal reference tissue by at least
+    ``synthseq.metrics.MIN_TARGET_STEP``. Arrays of one shape, model space."""
+    from .metrics import LESION_CODES, MIN_TARGET_STEP, lesion_cnr, reference_masks
+
+    for name, ref in reference_masks(labels, lesions, slice_axis).items():
+        comp, n = ndimage.label(lesions == LESION_CODES[name])
+        for i in range(1, n + 1):
+            m = comp == i
+            if m.sum() < 3:
+                continue
+            cnr = lesion_cnr(t2w, m, ref)
+            if np.isfinite(cnr) and cnr >= visible_cnr and image[m].mean() - image[ref].mean() >= MIN_TARGET_STEP:
+                yield name, m, ref, cnr
+
+
 def erased_lesions(pred: np.ndarray, target: np.ndarray, t2w: np.ndarray, lesions: np.ndarray,
                    labels: np.ndarray, keep: float = 0.5, visible_cnr: float = 3.0,
                    slice_axis: int | None = None) -> list[dict[str, Any]]:
@@ -227,25 +245,15 @@ def erased_lesions(pred: np.ndarray, target: np.ndarray, t2w: np.ndarray, lesion
         ``[{"class", "voxels", "mask" (bool array), "step_recovery", "recovery" (contrast ratio), "cnr_t2w",
         "erased" (bool)}]`` for every lesion both show.
     """
-    from .metrics import LESION_CODES, MIN_TARGET_STEP, lesion_cnr, reference_masks, tissue_contrast
+    from .metrics import tissue_contrast
 
-    refs = reference_masks(labels, lesions, slice_axis)
     out = []
-    for name, ref in refs.items():
-        comp, n = ndimage.label(lesions == LESION_CODES[name])
-        for i in range(1, n + 1):
-            m = comp == i
-            if m.sum() < 3:
-                continue
-            cnr = lesion_cnr(t2w, m, ref)
-            step_t = float(target[m].mean() - target[ref].mean())
-            if not np.isfinite(cnr) or cnr < visible_cnr or not step_t >= MIN_TARGET_STEP:
-                continue
-            sr = float(pred[m].mean() - pred[ref].mean()) / step_t
-            ct = tissue_contrast(target, m, ref)
-            cr = tissue_contrast(pred, m, ref) / ct if np.isfinite(ct) and abs(ct) >= 0.1 else float("nan")
-            out.append({"class": name, "voxels": int(m.sum()), "mask": m, "step_recovery": sr, "recovery": cr,
-                        "cnr_t2w": cnr, "erased": bool(np.isfinite(sr) and sr < keep)})
+    for name, m, ref, cnr in _shown_lesions(t2w, target, lesions, labels, visible_cnr, slice_axis):
+        sr = float(pred[m].mean() - pred[ref].mean()) / float(target[m].mean() - target[ref].mean())
+        ct = tissue_contrast(target, m, ref)
+        cr = tissue_contrast(pred, m, ref) / ct if np.isfinite(ct) and abs(ct) >= 0.1 else float("nan")
+        out.append({"class": name, "voxels": int(m.sum()), "mask": m, "step_recovery": sr, "recovery": cr,
+                    "cnr_t2w": cnr, "erased": bool(np.isfinite(sr) and sr < keep)})
     return out
 
 
@@ -272,30 +280,20 @@ def deletion_trials(t2w: Volume, pseudo: Volume, lesions: np.ndarray, labels: np
         the unmodified ``pseudo`` (its *missing* foci are false alarms when ``pseudo`` is the real STIR)}``.
     """
     from .data.datasets import body_mask_from_intensity
-    from .metrics import LESION_CODES, MIN_TARGET_STEP, lesion_cnr, reference_masks
 
     body3 = body_mask_from_intensity(np.asarray(t2w.data))
     t2 = _model_space(np.asarray(t2w.data, np.float32), body3)
     ps = _model_space(np.asarray(pseudo.data, np.float32), body3)
-    lesions, labels = np.asarray(lesions), np.asarray(labels)
-    axis = sagittal_axis(t2w.affine)
     _, baseline = check(t2w, pseudo, t1w, settings, body3)
     trials = []
-    for name, ref in reference_masks(labels, lesions, axis).items():
-        comp, n = ndimage.label(lesions == LESION_CODES[name])
-        for i in range(1, n + 1):
-            m = comp == i
-            if m.sum() < 3:
-                continue
-            cnr = lesion_cnr(t2, m, ref)
-            if not np.isfinite(cnr) or cnr < visible_cnr or not ps[m].mean() - ps[ref].mean() >= MIN_TARGET_STEP:
-                continue
-            data = np.array(pseudo.data, dtype=np.float32)
-            data[m] = data[ref].mean()
-            flags, _ = check(t2w, pseudo.with_data(data), t1w, settings, body3)
-            on = np.asarray(flags.data)[m] == MISSING
-            trials.append({"class": name, "voxels": int(m.sum()), "cnr_t2w": round(float(cnr), 2),
-                           "flagged": bool(on.any()), "flag_fraction": round(float(on.mean()), 3)})
+    for name, m, ref, cnr in _shown_lesions(t2, ps, np.asarray(lesions), np.asarray(labels), visible_cnr,
+                                            sagittal_axis(t2w.affine)):
+        data = np.array(pseudo.data, dtype=np.float32)
+        data[m] = data[ref].mean()
+        flags, _ = check(t2w, pseudo.with_data(data), t1w, settings, body3)
+        on = np.asarray(flags.data)[m] == MISSING
+        trials.append({"class": name, "voxels": int(m.sum()), "cnr_t2w": round(float(cnr), 2),
+                       "flagged": bool(on.any()), "flag_fraction": round(float(on.mean()), 3)})
     return {"trials": trials, "baseline": {k: baseline[k] for k in ("missing", "unsupported", "used_t1w")}}
 
 
