@@ -19,16 +19,6 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def run_script(name: str, tmp_path: Path, *args: str, timeout: float = 300) -> dict:
-    out = tmp_path / f"{name}.json"
-    proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), *args, "--out", str(out)],
-                          capture_output=True, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    written = json.loads(out.read_text())
-    assert json.loads(proc.stdout) == written  # the JSON printed is the JSON written
-    return written
-
-
 def positive(x) -> bool:
     return isinstance(x, int | float) and math.isfinite(x) and x > 0
 
@@ -40,8 +30,8 @@ def check_environment(env: dict, device: str) -> None:
     assert env["torch"].split(".")[0].isdigit()
 
 
-def test_train_throughput_quick(tmp_path):
-    r = run_script("train_throughput", tmp_path, "--device", "cpu", "--quick", "--threads", "1")
+def test_train_throughput_quick(tmp_path, run_benchmark):
+    r = run_benchmark("train_throughput", tmp_path, "--device", "cpu", "--quick", "--threads", "1")
     assert r["benchmark"] == "train_throughput" and r["quick"] is True
     check_environment(r["environment"], "cpu")
     assert r["environment"]["cpu_threads"] == 1  # --threads reached torch
@@ -70,8 +60,8 @@ def test_train_throughput_rejects_bad_size(tmp_path):
     assert proc.returncode == 2 and "--size" in proc.stderr
 
 
-def test_synthesis_latency_quick(tmp_path):
-    r = run_script("synthesis_latency", tmp_path, "--device", "cpu", "--quick", "--threads", "1")
+def test_synthesis_latency_quick(tmp_path, run_benchmark):
+    r = run_benchmark("synthesis_latency", tmp_path, "--device", "cpu", "--quick", "--threads", "1")
     assert r["benchmark"] == "synthesis_latency"
     check_environment(r["environment"], "cpu")
     assert positive(r["checkpoint_load_s"])
@@ -89,8 +79,8 @@ def test_synthesis_latency_quick(tmp_path):
     assert all(t["meets_target"] is None for t in r["targets"].values())  # quick mode judges nothing
 
 
-def test_phantom_speed_quick(tmp_path):
-    r = run_script("phantom_speed", tmp_path, "--quick")
+def test_phantom_speed_quick(tmp_path, run_benchmark):
+    r = run_benchmark("phantom_speed", tmp_path, "--quick")
     assert r["benchmark"] == "phantom_speed"
     assert r["environment"]["cpu_threads"] == 1  # a per-core figure
     rates = r["subjects_per_s_per_core"]
@@ -102,8 +92,8 @@ def test_phantom_speed_quick(tmp_path):
     assert positive(r["faithful_subjects_per_s_per_core"]["default_faithful"])
 
 
-def test_ddp_scaling_quick(tmp_path):
-    r = run_script("ddp_scaling", tmp_path, "--quick", "--nprocs", "1,2")
+def test_ddp_scaling_quick(tmp_path, run_benchmark):
+    r = run_benchmark("ddp_scaling", tmp_path, "--quick", "--nprocs", "1,2")
     assert r["benchmark"] == "ddp_scaling" and r["backend"] == "gloo"
     assert set(r["runs"]) == {"1", "2"}
     for n, run in r["runs"].items():
@@ -133,8 +123,8 @@ def test_run_all_collects_results_and_rejects_unknown_names(tmp_path):
     assert bad.returncode == 2 and "nope" in bad.stderr
 
 
-def test_synthesis_latency_compares_cpu_engines(tmp_path):
-    r = run_script("synthesis_latency", tmp_path, "--device", "cpu", "--quick", "--threads", "1", "--cases", "x",
+def test_synthesis_latency_compares_cpu_engines(tmp_path, run_benchmark):
+    r = run_benchmark("synthesis_latency", tmp_path, "--device", "cpu", "--quick", "--threads", "1", "--cases", "x",
                    "--engines", "torch,onnxruntime")
     e = r["engines"]
     assert e["reference"] == "torch_nchw" and e["shape"] == [4, 64, 64] and e["repeats"] == 1
@@ -152,9 +142,9 @@ def test_synthesis_latency_compares_cpu_engines(tmp_path):
     assert len(load["before"]) == len(load["after"]) == 3 and load["cpu_count"] >= 1
 
 
-def test_learning_curve_quick(tmp_path):
+def test_learning_curve_quick(tmp_path, run_benchmark):
     fig = tmp_path / "curve.png"
-    r = run_script("learning_curve", tmp_path, "--quick", "--figure", str(fig))
+    r = run_benchmark("learning_curve", tmp_path, "--quick", "--figure", str(fig))
     assert r["benchmark"] == "learning_curve" and r["config"] == "pix2pix_cpu_tiny.yaml"
     check_environment(r["environment"], "cpu")
     assert r["steps"] == 20 and r["snapshot_every"] == 10

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +9,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def test_erasure_sensitivity_quick(tmp_path):
-    out = tmp_path / "es.json"
-    proc = subprocess.run([sys.executable, str(BENCH / "erasure_sensitivity.py"), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(out.read_text())
+def test_erasure_sensitivity_quick(tmp_path, run_benchmark):
+    r = run_benchmark("erasure_sensitivity", tmp_path, "--quick", timeout=600)
     assert r["benchmark"] == "erasure_sensitivity" and r["image_under_test"] == "real STIR"
     t1, t2 = r["modes"]["t1w"], r["modes"]["t2w"]
     # the known case: PLC, cord, prevertebral and disc injury are T2w-visible; with the T1w every deletion is found

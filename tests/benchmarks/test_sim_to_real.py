@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +13,8 @@ REAL = BENCH.parent.parent / "shared" / "data" / "real"
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="needs ../shared/data/real")
-def test_sim_to_real_quick(tmp_path):
-    out = tmp_path / "s2r.json"
-    proc = subprocess.run([sys.executable, str(BENCH / "sim_to_real.py"), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(out.read_text())
+def test_sim_to_real_quick(tmp_path, run_benchmark):
+    r = run_benchmark("sim_to_real", tmp_path, "--quick", timeout=600)
     assert r["benchmark"] == "sim_to_real" and r["quick"] is True and r["preset"] == "tiny"
     real = r["real"]["mean"]
     # real T2w (TE ~100-120 ms): the cord is darker than CSF, fat bright
