@@ -115,7 +115,19 @@ def main(argv: list[str] | None = None) -> dict:
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     if not modes or any(m not in MODES for m in modes):
         parser.error(f"--modes: a comma list of {', '.join(MODES)}, got {args.modes!r}")
+    from synthseq.errors import SynthseqError
+
     t0 = time.perf_counter()
+    try:
+        result = _measure(args, parser, modes)
+    except SynthseqError as exc:  # a missing / corrupt file: one line naming it, no traceback
+        parser.exit(2, f"erasure_sensitivity: error: {str(exc).splitlines()[0]}\n")
+    result["seconds"] = time.perf_counter() - t0
+    emit(result, args.out)
+    return result
+
+
+def _measure(args: argparse.Namespace, parser: argparse.ArgumentParser, modes: tuple[str, ...]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if args.quick:
@@ -129,8 +141,6 @@ def main(argv: list[str] | None = None) -> dict:
                   "data": str(args.data) if args.data else "quick phantom", "image_under_test":
                       str(args.pred) if args.pred else "real STIR", "subjects": subjects,
                   "modes": run(data, args.pred, subjects, modes)}
-    result["seconds"] = time.perf_counter() - t0
-    emit(result, args.out)
     return result
 
 

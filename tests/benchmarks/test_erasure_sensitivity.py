@@ -25,3 +25,10 @@ def test_erasure_sensitivity_refuses_unknown_modes():
     proc = subprocess.run([sys.executable, str(BENCH / "erasure_sensitivity.py"), "--quick", "--modes", "t3w"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2 and "--modes" in proc.stderr
+
+
+def test_erasure_sensitivity_names_a_missing_data_folder_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "erasure_sensitivity.py"), "--data", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "nope" in proc.stderr and "no such dataset" in proc.stderr
