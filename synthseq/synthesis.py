@@ -51,6 +51,7 @@ from monai.transforms import MapTransform
 from torch import Tensor, nn
 
 from .checkpoint import ModelSpec, build_model_from_checkpoint, load_checkpoint
+from .data.layout import grid_key
 from .data.normalize import NormParams
 from .data.preprocess import Preprocessor
 from .data.slicing import SliceView, stack_context
@@ -69,12 +70,6 @@ CPU_ENGINE = "torch"
 #: The torch engine runs channels_last on the CPU as on CUDA (``Synthesizer.channels_last``; measured faster there).
 CPU_CHANNELS_LAST = True
 INPUT_PATTERN = "_T2w"
-
-
-def grid_key(input_keys: Sequence[str]) -> str:
-    """The input whose grid (affine, shape) and intensity scale the pseudo-STIR takes: T2w if read, else the first."""
-    keys = list(input_keys)
-    return "T2w" if "T2w" in keys else keys[0]
 
 
 def synthesis_config_problem(cfg: Any) -> str | None:

@@ -3,7 +3,8 @@
 Preparation of one subject (:func:`prepare_subject`, done once per subject when a dataset is built, then cached
 in memory):
 
-1. Load the reference input (the first of ``input_keys``, e.g. the T2w). Every other sequence (extra inputs, the
+1. Load the reference input (:func:`~synthseq.data.layout.grid_key`: the T2w if read, else the first of
+   ``input_keys``; the grid synthesis writes on). Every other sequence (extra inputs, the
    STIR target, the labels) is put on that grid with :func:`~synthseq.data.registration.align_pair` /
    :func:`~synthseq.data.registration.resample_to` when its grid differs (optionally rigidly registered).
 2. Body mask of the loss and metrics: :func:`synthseq.codes.body_mask_from_labels` when a labels file exists,
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 from ..codes import body_mask_from_labels, reference_masks
 from ..errors import InputError
 from ..io import Volume, load_volume
-from .layout import Subject
+from .layout import Subject, grid_key
 from .normalize import NormParams
 from .preprocess import Preprocessor, body_mask_from_intensity
 from .registration import align_pair, resample_to, same_grid
@@ -126,7 +127,8 @@ def prepare_subject(
 
     Args:
         subject: its files.
-        input_keys: input sequences (the first one is the reference grid).
+        input_keys: input sequences, in channel order; the reference grid is :func:`~synthseq.data.layout.grid_key`'s
+            (the T2w if one is read, else the first), the grid synthesis writes its output on.
         target_key: target sequence, or None for an input-only stack.
         context_slices: odd k of the 2.5D stacks (1 = 2D).
         norm: ``"percentile"`` or ``"zscore"``.
@@ -152,7 +154,7 @@ def prepare_subject(
     if not with_inputs and target_key is None:
         raise ValueError("a stack needs inputs or a target")
     input_keys = list(input_keys) if with_inputs else []
-    ref_key = input_keys[0] if input_keys else target_key
+    ref_key = grid_key(input_keys) if input_keys else target_key  # the grid synthesis writes on
     ref = load_volume(subject.path(ref_key))
     view = SliceView.from_affine(ref.affine, slice_plane)
 

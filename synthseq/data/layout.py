@@ -90,6 +90,15 @@ class Subject:
 
 
 # ------------------------------------------------------------------------------------------- file names
+def grid_key(input_keys: Sequence[str]) -> str:
+    """The input whose grid (affine, shape) every other sequence is put on, in training, QC and synthesis alike, and
+    whose intensity scale the pseudo-STIR takes: the T2w if the model reads one, else its first input."""
+    keys = list(input_keys)
+    if not keys:
+        raise ValueError("input_keys is empty")
+    return "T2w" if "T2w" in keys else keys[0]
+
+
 def strip_nifti(name: str) -> str | None:
     """``"sub-01_T2w.nii.gz"`` -> ``"sub-01_T2w"``; None for a name that is not NIfTI."""
     for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):

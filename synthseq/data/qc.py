@@ -1,7 +1,7 @@
 """Dataset quality control: is each subject usable for training, and if not, why.
 
 :func:`check_subject` reads one subject's volumes and reports, per sequence, the shape, voxel size, orientation
-code, dtype and intensity range (1st / 99th percentile), and for the pair (first input -> target):
+code, dtype and intensity range (1st / 99th percentile), and for the pair (grid input, the T2w if read -> target):
 
 * ``overlap``: fraction of the reference (input) grid inside the target's field of view;
 * ``ncc_before`` / ``ncc_after``: NCC in the body mask before and after rigid refinement
@@ -43,7 +43,7 @@ from ..codes import body_mask_from_labels
 from ..errors import InputError, SynthseqError
 from ..io import Volume, load_volume
 from .datasets import code_map_on
-from .layout import Subject
+from .layout import Subject, grid_key
 from .preprocess import body_mask_from_intensity
 from .registration import overlap_fraction, resample_to, rigid_register, same_grid
 from .slicing import SliceView
@@ -176,7 +176,7 @@ def check_subject(subject: Subject, input_keys: Sequence[str] = ("T2w",), target
         qc.sequences[key] = _describe(vols[key])
     # edges of a T1w line up poorly with the STIR's (fat bright on one, dark on the other), so registering the STIR
     # to it flagged well-aligned randomized-phantom pairs as misregistered
-    ref_key = "T2w" if "T2w" in input_keys else input_keys[0]
+    ref_key = grid_key(input_keys)
     if ref_key not in vols:
         return qc
     ref = vols[ref_key]

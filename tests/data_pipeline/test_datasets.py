@@ -126,6 +126,25 @@ def test_stir_on_another_grid_is_resampled_onto_t2w(h, tmp_path):
     assert np.corrcoef(moved.B[body], same.B[body])[0, 1] > 0.95
 
 
+def test_a_t1w_first_on_another_grid_still_trains_on_the_t2w_grid(h, tmp_path):
+    """data.input_keys=[T1w, T2w] with the T1w on a finer grid: the stack takes the T2w's grid (the grid synthesize
+    writes on, whatever the channel order), the T1w is resampled onto it, and the T2w channel is untouched."""
+    root = h.make_layout(tmp_path / "ph", n_subjects=1, extra=("T1w",))
+    sub = load_subjects(root)[0]
+    t2_only = prepare_subject(sub)
+    t1 = load_volume(sub.paths["T1w"])
+    finer = t1.affine.copy()
+    finer[:3, :3] *= 0.5
+    finer[:3, 3] -= 0.25 * t1.affine[:3, :3].sum(axis=1)
+    h.write_nifti(sub.paths["T1w"], ndimage.zoom(t1.data, 2.0, order=1, grid_mode=True,
+                                                  mode="grid-constant").astype(np.float32), finer)
+    both = prepare_subject(sub, input_keys=["T1w", "T2w"])
+    assert both.A.shape == (t2_only.A.shape[0], 2, *t2_only.A.shape[2:])
+    assert both.alignment["T1w"]["resampled"] and "T2w" not in both.alignment
+    np.testing.assert_array_equal(both.A[:, 1], t2_only.A[:, 0])  # T2w channel: the T2w-only model's input
+    np.testing.assert_array_equal(both.B, t2_only.B)
+
+
 def test_deterministic_given_seed_and_epoch(subjects):
     kw = dict(image_size=16, augment=True, augment_settings=GEOMETRY_ONLY)
     a, b = PairedSliceDataset(subjects, seed=5, **kw), PairedSliceDataset(subjects, seed=5, **kw)
