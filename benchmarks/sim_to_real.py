@@ -35,7 +35,9 @@ Method (documented here; the numbers go to the JSON):
 5. **Physics on real anatomy** (``--checkpoint``): each checkpoint (trained only on a phantom) synthesizes a
    pseudo-STIR of every real T2w; on the same masks: fat / CSF (STIR physics: < 0.2), CSF the brightest of
    CSF / cord / fat / column, cord darker than CSF, column ("marrow") / CSF < 0.5. The phantom's own STIR,
-   measured with the same masks, is reported as the reference (``phantom_stir_reference``).
+   measured with the same masks, is reported as the reference (``phantom_stir_reference``). A T1w + T2w checkpoint
+   (``data.input_keys=[T1w, T2w]``) gets the scan's co-registered T1w and runs only on the scan that has one (the
+   axial spine-generic subject; the others are reported as skipped).
 
 6. **Lesions kept** (``--checkpoint``, ``--lesion-subjects N``, default 8): fat suppression bought by erasing the
    injuries STIR is read for would pass item 5, so each checkpoint also synthesizes N held-out phantom subjects
@@ -44,6 +46,7 @@ Method (documented here; the numbers go to the JSON):
    and reports per lesion class the step recovery and contrast recovery (``synthseq.metrics.lesion_metrics``:
    prediction in its T2w's normalization, the STIR by its own percentiles in the labels' body, as ``synthseq
    evaluate`` scores them), averaged over the subjects with that class; the T2w itself is scored the same way.
+   A T1w + T2w checkpoint reads each phantom subject's own T1w.
 
 ``--quick`` (the test suite): tiny preset, one phantom subject per mode, one real volume, no checkpoint needed.
 """
@@ -276,7 +279,7 @@ def lesion_recovery(models: dict, n: int, preset: str, mode: str, field: float) 
         pre = Preprocessor()
         params = pre.fit(np.asarray(rec.t2w.data, np.float32))
         target = pre(np.asarray(rec.stir.data, np.float32), mask=body)[0]
-        preds = {"T2w": rec.t2w.data, **{k: syn(rec.t2w).data for k, syn in models.items()}}
+        preds = {"T2w": rec.t2w.data, **{k: predict(syn, rec.t2w, rec.t1w).data for k, syn in models.items()}}
         for key, pred in preds.items():
             got = M.lesion_metrics(pre.apply(np.asarray(pred, np.float32), params), target, labels, lesions,
                                    sagittal_axis(rec.t2w.affine))
@@ -287,6 +290,26 @@ def lesion_recovery(models: dict, n: int, preset: str, mode: str, field: float) 
         out[key] = {cls: {"subjects": len(v), "step_recovery": _finite_mean([a for a, _ in v]),
                           "contrast_recovery": _finite_mean([b for _, b in v])} for cls, v in sorted(per.items())}
     return out
+
+
+def extra_keys(syn) -> list[str]:
+    """The inputs a model reads besides the T2w (``Synthesizer.extra_keys``; none for a plain callable)."""
+    return list(getattr(syn, "extra_keys", []))
+
+
+def check_inputs(name: str, syn) -> None:
+    """Only T2w and T2w + T1w models can run here: the real scans hold no other co-registered sequence."""
+    if getattr(syn, "grid_key", "T2w") != "T2w" or set(extra_keys(syn)) - {"T1w"}:
+        raise SystemExit(f"sim_to_real.py: error: checkpoint {name} reads {getattr(syn, 'input_keys', '?')}; "
+                         "only [T2w] and [T1w, T2w] models can run on these scans")
+
+
+def predict(syn, t2w, t1w):
+    """Pseudo-STIR Volume of ``t2w`` (a Volume); ``t1w`` is passed to T1w + T2w models (None: such a model is
+    skipped, returns None)."""
+    if not extra_keys(syn):
+        return syn(t2w)
+    return None if t1w is None else syn(t2w, extra={"T1w": t1w})
 
 
 def _finite_mean(vals: list[float]) -> float:
@@ -433,21 +456,28 @@ def main(argv: list[str] | None = None) -> dict:
         for spec in args.checkpoint:
             key, _, path = spec.partition("=")
             models[key] = Synthesizer.from_checkpoint(path, device="cpu")
+            check_inputs(key, models[key])
         for r in reals:
+            _, _, t1_rel = REAL[r["name"]]
             vol = load_volume(REAL_DIR / REAL[r["name"]][0])
+            t1 = load_volume(REAL_DIR / t1_rel) if t1_rel else None
             preds, phys = {}, {}
             for key, syn in models.items():
-                pred = syn(vol)
+                pred = predict(syn, vol, t1)
+                if pred is None:
+                    phys[key] = {"skipped": "the model reads a T1w; this scan has none"}
+                    continue
                 preds[key] = canonical(pred.data, pred.affine)[0]
                 phys[key] = stir_physics(preds[key], r["masks"])
             physics[r["name"]] = phys
-            if args.figures:
+            if args.figures and preds:
                 write_figure(Path(args.figures) / f"sim_to_real_{r['name']}.png", r["name"], r["t2w"], r["cord"],
                              preds, phys)
-        physics["summary"] = {key: {"volumes_all_pass": sum(physics[r["name"]][key]["all_pass"] for r in reals),
-                                    "volumes": len(reals),
-                                    "fat_csf_mean": _finite_mean([physics[r["name"]][key]["fat_csf"] for r in reals])}
-                              for key in models}
+        physics["summary"] = {}
+        for key in models:
+            ran = [physics[r["name"]][key] for r in reals if "skipped" not in physics[r["name"]][key]]
+            physics["summary"][key] = {"volumes_all_pass": sum(p["all_pass"] for p in ran), "volumes": len(ran),
+                                       "fat_csf_mean": _finite_mean([p["fat_csf"] for p in ran])}
         if args.lesion_subjects > 0:
             lesions_kept = lesion_recovery(models, args.lesion_subjects, preset, args.lesion_mode, args.field)
 

@@ -64,3 +64,34 @@ def test_lesion_recovery_scores_an_oracle_at_one_and_the_t2w_like_the_t2w(monkey
         for key in ("step_recovery", "contrast_recovery"):
             assert not math.isfinite(v[key]) or abs(v[key] - 1) < 1e-3, (cls, v)
     assert out["identity"] == out["T2w"]
+
+
+def test_a_t1w_t2w_model_reads_each_subjects_own_t1w(monkeypatch):
+    """A T1w + T2w checkpoint gets the phantom subject's T1w in the lesion check and is skipped (None) on a real
+    scan without one; a model reading other sequences is refused in one line."""
+    import numpy as np
+
+    from synthseq.phantom import generate_subject
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    s2r = importlib.import_module("sim_to_real")
+
+    class TwoInputs:
+        grid_key, extra_keys, seen = "T2w", ["T1w"], []
+
+        def __call__(self, t2w, extra=None):
+            self.seen.append(extra["T1w"])
+            return t2w
+
+    model = TwoInputs()
+    out = s2r.lesion_recovery({"t1t2": model}, 1, "tiny", "classic", 3.0)
+    rec = generate_subject("sub-0001", 2000, preset="tiny", realism="classic", field_strength=3.0)
+    assert len(model.seen) == 1 and np.array_equal(model.seen[0].data, rec.t1w.data)
+    assert not np.array_equal(rec.t1w.data, rec.t2w.data)
+    assert out["t1t2"] == out["T2w"]  # it returned its T2w: scored as the T2w
+    assert s2r.predict(model, rec.t2w, None) is None
+    assert s2r.predict(lambda v: v, rec.t2w, None) is rec.t2w  # a T2w-only model needs no T1w
+    s2r.check_inputs("ok", model)
+    model.extra_keys = ["T2star"]
+    with pytest.raises(SystemExit, match="checkpoint bad reads"):
+        s2r.check_inputs("bad", model)
