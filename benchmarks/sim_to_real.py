@@ -304,6 +304,18 @@ def check_inputs(name: str, syn) -> None:
                          "only [T2w] and [T1w, T2w] models can run on these scans")
 
 
+def load_models(specs: list[str]) -> dict:
+    """``["NAME=PATH", ...]`` -> ``{NAME: Synthesizer}`` on the CPU, each checked by :func:`check_inputs`."""
+    from synthseq.synthesis import Synthesizer
+
+    models = {}
+    for spec in specs:
+        key, _, path = spec.partition("=")
+        models[key] = Synthesizer.from_checkpoint(path, device="cpu")
+        check_inputs(key, models[key])
+    return models
+
+
 def predict(syn, t2w, t1w):
     """Pseudo-STIR Volume of ``t2w`` (a Volume); ``t1w`` is passed to T1w + T2w models (None: such a model is
     skipped, returns None)."""
@@ -416,8 +428,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     import torch
 
+    from synthseq.errors import SynthseqError
+
     torch.set_num_threads(1)
     t0 = time.perf_counter()
+    try:  # before the minutes of phantom work: a missing or corrupt checkpoint ends in one line naming it
+        models = load_models(args.checkpoint)
+    except SynthseqError as exc:
+        parser.exit(2, f"sim_to_real.py: error: {str(exc).splitlines()[0]}\n")
     preset = args.preset or ("tiny" if args.quick else "default")
     n_sub = 1 if args.quick else args.subjects
     names = QUICK_REAL if args.quick else tuple(REAL)
@@ -448,18 +466,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.figures:
         write_phantom_figure(Path(args.figures) / "sim_to_real_phantom.png", reals[0], firsts)
     physics, lesions_kept = {}, {}
-    if args.checkpoint:
+    if models:
         from synthseq.io import load_volume
-        from synthseq.synthesis import Synthesizer
 
-        models = {}
-        for spec in args.checkpoint:
-            key, _, path = spec.partition("=")
-            models[key] = Synthesizer.from_checkpoint(path, device="cpu")
-            check_inputs(key, models[key])
         for r in reals:
-            _, _, t1_rel = REAL[r["name"]]
-            vol = load_volume(REAL_DIR / REAL[r["name"]][0])
+            t2_rel, _, t1_rel = REAL[r["name"]]
+            vol = load_volume(REAL_DIR / t2_rel)
             t1 = load_volume(REAL_DIR / t1_rel) if t1_rel else None
             preds, phys = {}, {}
             for key, syn in models.items():

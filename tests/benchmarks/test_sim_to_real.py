@@ -95,3 +95,16 @@ def test_a_t1w_t2w_model_reads_each_subjects_own_t1w(monkeypatch):
     model.extra_keys = ["T2star"]
     with pytest.raises(SystemExit, match="checkpoint bad reads"):
         s2r.check_inputs("bad", model)
+
+
+def test_a_missing_checkpoint_ends_in_one_line_before_any_work(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "s2r.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "sim_to_real.py"), "--quick", "--checkpoint",
+                           f"a={tmp_path / 'nope.pt'}", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "nope.pt: checkpoint not found" in proc.stderr
+    assert not out.exists()
