@@ -89,7 +89,6 @@ class Subject:
         return self.paths[key]
 
 
-# ------------------------------------------------------------------------------------------- file names
 def grid_key(input_keys: Sequence[str]) -> str:
     """The input whose grid (affine, shape) every other sequence is put on, in training, QC and synthesis alike, and
     whose intensity scale the pseudo-STIR takes: the T2w if the model reads one, else its first input."""
@@ -99,6 +98,7 @@ def grid_key(input_keys: Sequence[str]) -> str:
     return "T2w" if "T2w" in keys else keys[0]
 
 
+# ------------------------------------------------------------------------------------------- file names
 def strip_nifti(name: str) -> str | None:
     """``"sub-01_T2w.nii.gz"`` -> ``"sub-01_T2w"``; None for a name that is not NIfTI."""
     for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):

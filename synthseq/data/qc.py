@@ -150,8 +150,8 @@ def check_subject(subject: Subject, input_keys: Sequence[str] = ("T2w",), target
 
     Args:
         subject: its files.
-        input_keys: input sequences; the pair checks use the T2w when it is one of them (the contrast closest to
-            STIR, and the grid ``synthesize`` writes on), else the first.
+        input_keys: input sequences; the pair checks use :func:`~synthseq.data.layout.grid_key`'s (the T2w when
+            it is one of them: the contrast closest to STIR, and the grid ``synthesize`` writes on).
         target_key: the target sequence.
         register: the run refines pairs rigidly (``data.register``): a misregistration is then a warning.
         slice_plane: plane of the checkerboard slice.
