@@ -6,6 +6,7 @@ on ``sys.path`` so they work without installing synthseq.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import math
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -186,6 +188,12 @@ def write_synthetic_subjects(root: str | Path, n_subjects: int, shape: tuple[int
             dtype = np.uint8 if data.dtype == np.uint8 else np.float32  # label maps as codes, images as float
             save_volume(Volume(data, affine), root / sid / f"{sid}_{key}.nii.gz", dtype=dtype, overwrite=True)
     return root
+
+
+def fail(parser: argparse.ArgumentParser, exc: BaseException) -> NoReturn:
+    """Exit 2 with one line naming the problem (a missing / corrupt input's ``SynthseqError``), argparse-style,
+    instead of a traceback."""
+    parser.exit(2, f"{parser.prog}: error: {str(exc).splitlines()[0]}\n")
 
 
 def emit(result: dict, out: str | None = None) -> None:

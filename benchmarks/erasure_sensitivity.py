@@ -30,7 +30,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _common import emit, environment  # noqa: E402
+from _common import emit, environment, fail  # noqa: E402
 
 MODES = ("t1w", "t2w")
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         result = _measure(args, parser, modes)
     except SynthseqError as exc:  # a missing / corrupt file: one line naming it, no traceback
-        parser.exit(2, f"erasure_sensitivity: error: {str(exc).splitlines()[0]}\n")
+        fail(parser, exc)
     result["seconds"] = time.perf_counter() - t0
     emit(result, args.out)
     return result

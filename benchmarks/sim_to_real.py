@@ -63,7 +63,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _common import ROOT, emit, environment  # noqa: E402
+from _common import ROOT, emit, environment, fail  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 REAL_DIR = ROOT.parent / "shared" / "data" / "real"
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:  # before the minutes of phantom work: a missing or corrupt checkpoint ends in one line naming it
         models = load_models(args.checkpoint)
     except SynthseqError as exc:
-        parser.exit(2, f"sim_to_real.py: error: {str(exc).splitlines()[0]}\n")
+        fail(parser, exc)
     preset = args.preset or ("tiny" if args.quick else "default")
     n_sub = 1 if args.quick else args.subjects
     names = QUICK_REAL if args.quick else tuple(REAL)
