@@ -138,6 +138,7 @@ class Pix2PixLossConfig:
     """pix2pix's generator objective (``loss.pix2pix``; classic pix2pix: L1 weight 100, nothing else)."""
 
     lambda_l1: float = 100.0
+    lambda_log_l1: float = 0.0  #: weight of the L1 of log intensities (relative error: weighs dark tissue up to 20x)
     lambda_ssim: float = 0.0  #: weight of 1 - SSIM (the metric's SSIM)
     lambda_lesion: float = 0.0  #: extra L1 averaged over lesion pixels only (needs data.lesion_key)
     lambda_reference: float = 0.0  #: extra L1 averaged over each lesion's normal reference tissue (needs data.lesion_key and data.label_key)

@@ -1,4 +1,4 @@
-"""Training losses: adversarial (vanilla / LSGAN / hinge), L1, SSIM and LPIPS perceptual.
+"""Training losses: adversarial (vanilla / LSGAN / hinge), L1, log-intensity L1, SSIM and LPIPS perceptual.
 
 Images are in the model space [-1, 1]; SSIM therefore uses ``data_range=2.0``, and the SSIM loss is ``1 -`` the
 very metric validation and evaluation report (:func:`synthseq.metrics.ssim`): one SSIM for one objective. Discriminator outputs are
@@ -88,6 +88,33 @@ def l1_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         return diff.mean()
     mask = mask.to(diff.dtype).expand_as(diff)
     return (diff * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+#: Floor of :func:`log_l1_loss`, as a fraction of the intensity range: it caps how much more a dark pixel's error
+#: weighs than a bright one's (at most ``1 / LOG_L1_EPS`` = 20x at the bottom of the range, against a pixel at the top).
+LOG_L1_EPS = 0.05
+
+
+def log_l1_loss(pred: Tensor, target: Tensor, eps: float = LOG_L1_EPS) -> Tensor:
+    """Mean ``|log(u_pred + eps) - log(u_target + eps)|`` with ``u = (x + 1) / 2`` in [0, 1]: an L1 of relative error.
+
+    Plain L1 weighs an error of 0.05 alike on CSF and on a fat-suppressed ligament, but a lesion's contrast
+    against a dark reference, ``(lesion - reference) / reference``, halves when that reference is rendered 0.05 too
+    bright. This term weighs an error by ``1 / (u + eps)``: dark tissue, where STIR's contrasts are decided, counts
+    up to 20x more than bright.
+
+    Args:
+        pred, target: ``(B, C, H, W)`` in [-1, 1] (values below -1 are clamped to it); computed in float32.
+        eps: floor as a fraction of the range (> 0).
+
+    Returns:
+        Scalar >= 0, 0 for identical images.
+    """
+    if pred.dtype != torch.float64:
+        pred, target = pred.float(), target.float()
+    u_pred = ((pred + 1.0) * 0.5).clamp_min(0.0) + eps
+    u_target = ((target + 1.0) * 0.5).clamp_min(0.0) + eps
+    return (u_pred.log() - u_target.log()).abs().mean()
 
 
 def ssim_loss(pred: Tensor, target: Tensor, data_range: float = 2.0, window_size: int = 11) -> Tensor:

@@ -10,10 +10,12 @@ import torchvision
 from synthseq import losses
 from synthseq.errors import ConfigError, SynthseqError
 from synthseq.losses import (
+    LOG_L1_EPS,
     GANLoss,
     PerceptualLoss,
     l1_loss,
     load_lpips,
+    log_l1_loss,
     lpips_weights_path,
     ssim_loss,
 )
@@ -108,6 +110,30 @@ def test_l1_gradcheck_with_mask():
     target = torch.randn(1, 2, 3, 3, dtype=torch.float64)
     mask = (torch.rand(1, 1, 3, 3) > 0.4).double()
     assert torch.autograd.gradcheck(lambda p: l1_loss(p, target, mask), (pred,))
+
+
+# -------------------------------------------------------------------------------------- log-intensity L1
+
+def test_log_l1_weighs_an_error_by_how_dark_the_tissue_is():
+    target = torch.tensor([[[[-0.86, 0.8]]]])  # a fat-suppressed ligament and CSF, model units
+    on_dark, on_bright = target + torch.tensor([[[[0.1, 0.0]]]]), target + torch.tensor([[[[0.0, 0.1]]]])
+    assert l1_loss(on_dark, target) == l1_loss(on_bright, target)  # plain L1 cannot tell them apart
+    dark, bright = log_l1_loss(on_dark, target), log_l1_loss(on_bright, target)
+    # u = 0.07 vs 0.9: (0.9 + eps) / (0.07 + eps) = 7.9x to first order; 6.8x for an error this large
+    assert 6.0 < (dark / bright).item() < 7.5
+    u, v = (target + 1) / 2, (target + 1.1) / 2
+    expected = torch.log((v[..., 0] + LOG_L1_EPS) / (u[..., 0] + LOG_L1_EPS)).item() / 2
+    assert dark.item() == pytest.approx(expected, rel=1e-5)
+    assert log_l1_loss(target, target).item() == 0.0
+
+
+def test_log_l1_is_finite_at_the_bottom_of_the_range_and_differentiable():
+    pred = torch.full((1, 1, 2, 2), -1.2, dtype=torch.float64, requires_grad=True)  # below the range: clamped
+    target = torch.full((1, 1, 2, 2), -1.0, dtype=torch.float64)
+    assert log_l1_loss(pred, target).item() == 0.0
+    pred = (torch.rand(1, 2, 3, 3, dtype=torch.float64) * 1.8 - 0.9).requires_grad_()
+    target = torch.rand(1, 2, 3, 3, dtype=torch.float64) * 1.8 - 0.9
+    assert torch.autograd.gradcheck(lambda p: log_l1_loss(p, target), (pred,))
 
 
 # -------------------------------------------------------------------------------------------- SSIM

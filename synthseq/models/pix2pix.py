@@ -1,8 +1,10 @@
 """pix2pix (Isola et al. 2017): paired T2w -> STIR translation with a conditional PatchGAN.
 
-Generator objective: ``GAN(D(A, G(A)) -> real) + lambda_l1 * L1(G(A), B)``
+Generator objective: ``GAN(D(A, G(A)) -> real) + lambda_l1 * L1(G(A), B) + lambda_log_l1 * L1_log``
 ``+ lambda_lesion * L1_lesion + lambda_reference * L1_reference + lambda_ssim * (1 - SSIM)``
-``+ lambda_perceptual * LPIPS`` (the last four optional, off by default). ``L1_lesion`` is the L1 averaged over
+``+ lambda_perceptual * LPIPS`` (all but the first two optional, off by default). ``L1_log`` is the L1 of log
+intensities (:func:`synthseq.losses.log_l1_loss`): relative error, so the dark tissue STIR's contrasts are measured
+against is not rendered a little too bright for the sake of the bright tissue. ``L1_lesion`` is the L1 averaged over
 lesion pixels only (``batch["lesion"]``): lesions are a fraction of a percent of the pixels, so the plain L1 barely
 sees them, and lesion contrast is what downstream readers and models need from pseudo-STIR. ``L1_reference`` is the
 L1 averaged over the normal tissue each lesion's contrast is measured against (``batch["reference"]``; e.g. the
@@ -18,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..losses import GANLoss, PerceptualLoss, l1_loss, ssim_loss
+from ..losses import GANLoss, PerceptualLoss, l1_loss, log_l1_loss, ssim_loss
 from .base import GANModel
 from .kinds import network, register_gan
 
@@ -33,6 +35,7 @@ class Pix2Pix(GANModel):
             logit maps), stored as ``self.D``.
         gan_mode: ``"vanilla"`` (pix2pix), ``"lsgan"`` or ``"hinge"``.
         lambda_l1: weight of the L1 term (100 in pix2pix).
+        lambda_log_l1: weight of the L1 of log intensities (:func:`synthseq.losses.log_l1_loss`).
         lambda_lesion: weight of the L1 over lesion pixels (batches then need ``"lesion"`` ``(B, 1, H, W)`` {0, 1};
             a batch without lesion pixels adds 0).
         lambda_reference: weight of the L1 over lesion reference tissue (batches then need ``"reference"``
@@ -41,7 +44,7 @@ class Pix2Pix(GANModel):
         lambda_perceptual: weight of LPIPS (backbone weights from the torch cache; loaded on first use).
         perceptual_net: LPIPS backbone (``"alex" | "vgg" | "squeeze"``).
 
-    The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_l1_lesion, G_l1_reference, G_ssim,
+    The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_l1_log, G_l1_lesion, G_l1_reference, G_ssim,
     G_perceptual]`` and
     ``D_real, D_fake``; ``fakes`` is ``{"fake_B": G(A)}``.
     """
@@ -52,6 +55,7 @@ class Pix2Pix(GANModel):
         discriminator: nn.Module,
         gan_mode: str = "vanilla",
         lambda_l1: float = 100.0,
+        lambda_log_l1: float = 0.0,
         lambda_lesion: float = 0.0,
         lambda_reference: float = 0.0,
         lambda_ssim: float = 0.0,
@@ -59,8 +63,9 @@ class Pix2Pix(GANModel):
         perceptual_net: str = "alex",
     ) -> None:
         super().__init__()
-        for key, value in (("lambda_l1", lambda_l1), ("lambda_lesion", lambda_lesion),
-                           ("lambda_reference", lambda_reference), ("lambda_ssim", lambda_ssim),
+        for key, value in (("lambda_l1", lambda_l1), ("lambda_log_l1", lambda_log_l1),
+                           ("lambda_lesion", lambda_lesion), ("lambda_reference", lambda_reference),
+                           ("lambda_ssim", lambda_ssim),
                            ("lambda_perceptual", lambda_perceptual)):
             if value < 0:
                 raise ConfigError(f"loss.pix2pix.{key}: must be >= 0, got {value}")
@@ -68,6 +73,7 @@ class Pix2Pix(GANModel):
         self.D = discriminator
         self.criterion_gan = GANLoss(gan_mode)
         self.lambda_l1 = lambda_l1
+        self.lambda_log_l1 = lambda_log_l1
         self.lambda_lesion = lambda_lesion
         self.lambda_reference = lambda_reference
         self.lambda_ssim = lambda_ssim
@@ -76,15 +82,15 @@ class Pix2Pix(GANModel):
 
     @classmethod
     def from_config(cls, model_cfg, loss_cfg, in_channels: int, gan_mode: str) -> Pix2Pix:
-        """G: ``C_in -> 1``; D on ``C_in + 1`` channels; weights from ``loss.pix2pix`` (lambda_l1 / lambda_lesion /
-        lambda_reference / lambda_ssim / lambda_perceptual)."""
+        """G: ``C_in -> 1``; D on ``C_in + 1`` channels; weights from ``loss.pix2pix`` (lambda_l1 / lambda_log_l1 /
+        lambda_lesion / lambda_reference / lambda_ssim / lambda_perceptual)."""
         w = loss_cfg.pix2pix
         return cls(
             network(model_cfg.generator, dict(model_cfg.generator_kwargs or {}), "generator",
                     in_channels=in_channels, out_channels=1),
             network(model_cfg.discriminator, dict(model_cfg.discriminator_kwargs or {}), "discriminator",
                     in_channels=in_channels + 1),
-            gan_mode=gan_mode, lambda_l1=w.lambda_l1, lambda_lesion=w.lambda_lesion,
+            gan_mode=gan_mode, lambda_l1=w.lambda_l1, lambda_log_l1=w.lambda_log_l1, lambda_lesion=w.lambda_lesion,
             lambda_reference=w.lambda_reference, lambda_ssim=w.lambda_ssim, lambda_perceptual=w.lambda_perceptual,
         )
 
@@ -101,6 +107,9 @@ class Pix2Pix(GANModel):
         g_l1 = l1_loss(fake_b, real_b)
         loss = g_gan + self.lambda_l1 * g_l1
         terms = {"G_gan": g_gan, "G_l1": g_l1}
+        if self.lambda_log_l1 > 0:
+            terms["G_l1_log"] = log_l1_loss(fake_b, real_b)
+            loss = loss + self.lambda_log_l1 * terms["G_l1_log"]
         if self.lambda_lesion > 0:
             if "lesion" not in batch:
                 raise ConfigError("loss.pix2pix.lambda_lesion > 0 but the batch has no lesion map: set data.lesion_key")

@@ -56,6 +56,9 @@ def test_rebuild_from_config_restores_the_model(make_gan_cfg):
     (lambda m, loss: setattr(loss.pix2pix, "lambda_reference", -1.0), "loss.pix2pix.lambda_reference"),
     (lambda m, loss: (setattr(m, "kind", "cyclegan"), setattr(loss.pix2pix, "lambda_reference", 1.0)),
      "loss.pix2pix.lambda_reference"),
+    (lambda m, loss: setattr(loss.pix2pix, "lambda_log_l1", -1.0), "loss.pix2pix.lambda_log_l1"),
+    (lambda m, loss: (setattr(m, "kind", "cyclegan"), setattr(loss.pix2pix, "lambda_log_l1", 1.0)),
+     "loss.pix2pix.lambda_log_l1"),
 ])
 def test_config_errors_name_the_key(make_gan_cfg, change, match):
     model_cfg, loss_cfg = make_gan_cfg("pix2pix")
