@@ -99,9 +99,14 @@ def _load(rel: str):
 
 
 def load_real(name: str) -> dict:
-    """The real volume ``name``: canonical T2w, cord mask, optional T1w, spacing, and the original grid."""
+    """The real volume ``name``: canonical T2w, cord mask, optional T1w, spacing, and the scans as read (``Volume``:
+    what a model is run on)."""
+    from synthseq.io import load_volume
+
     t2_rel, cord_rel, t1_rel = REAL[name]
-    t2, aff = _load(t2_rel)
+    t2_vol = load_volume(REAL_DIR / t2_rel)
+    t1_vol = load_volume(REAL_DIR / t1_rel) if t1_rel else None
+    t2, aff = t2_vol.data, t2_vol.affine
     if cord_rel.startswith("crop:"):  # the cord mask was drawn on a voxel-identical crop: place it by affine
         crop, caff = _load(cord_rel[5:])
         off = np.rint(np.linalg.solve(aff, caff[:, 3])[:3]).astype(int)
@@ -109,10 +114,10 @@ def load_real(name: str) -> dict:
         cord[tuple(slice(o, o + n) for o, n in zip(off, crop.shape))] = crop
     else:
         cord, _ = _load(cord_rel)
-    out = {"name": name, "affine": aff, "t2w_native": t2}
+    out = {"name": name, "affine": aff, "t2w_volume": t2_vol, "t1w_volume": t1_vol}
     out["t2w"], out["spacing"] = canonical(t2, aff)
     out["cord"] = canonical(cord, aff)[0] > 0.5
-    out["t1w"] = canonical(_load(t1_rel)[0], aff)[0] if t1_rel else None
+    out["t1w"] = canonical(t1_vol.data, aff)[0] if t1_vol is not None else None
     return out
 
 
@@ -467,15 +472,10 @@ def main(argv: list[str] | None = None) -> dict:
         write_phantom_figure(Path(args.figures) / "sim_to_real_phantom.png", reals[0], firsts)
     physics, lesions_kept = {}, {}
     if models:
-        from synthseq.io import load_volume
-
         for r in reals:
-            t2_rel, _, t1_rel = REAL[r["name"]]
-            vol = load_volume(REAL_DIR / t2_rel)
-            t1 = load_volume(REAL_DIR / t1_rel) if t1_rel else None
             preds, phys = {}, {}
             for key, syn in models.items():
-                pred = predict(syn, vol, t1)
+                pred = predict(syn, r["t2w_volume"], r["t1w_volume"])
                 if pred is None:
                     phys[key] = {"skipped": "the model reads a T1w; this scan has none"}
                     continue
