@@ -348,6 +348,17 @@ MIN_TARGET_CONTRAST = 0.1
 MIN_TARGET_STEP = 0.05
 
 
+#: Prefixes of the per-lesion-class columns of an evaluation table (contrast recovery, step recovery, reference
+#: bias, CNR); no registered metric may take them.
+LESION_COLUMN_PREFIXES = ("cr_", "sr_", "rb_", "cnr_")
+
+
+def _mean_in(image: np.ndarray, mask: np.ndarray) -> float:
+    """Mean of ``image`` inside ``mask`` (float64); NaN for an empty mask."""
+    m = np.asarray(mask, bool)
+    return float(np.asarray(image, np.float64)[m].mean()) if m.any() else float("nan")
+
+
 def intensity_step(image: np.ndarray, lesion_mask: np.ndarray, ref_mask: np.ndarray) -> float:
     """``mean_lesion - mean_ref`` (the image's units); NaN if a mask is empty."""
     img = np.asarray(image, dtype=np.float64)
@@ -386,11 +397,13 @@ def contrast_recovery(pred: np.ndarray, target: np.ndarray, lesions: np.ndarray,
 def lesion_metrics(pred: np.ndarray, target: np.ndarray, labels: np.ndarray, lesions: np.ndarray,
                    slice_axis: int | None = None, offset: float = 1.0) -> dict[str, dict[str, float]]:
     """All lesion-level numbers per lesion class present: contrast in pred and target, recovery, CNR of both,
-    and the lesion-to-reference intensity step of both with its recovery (NaN where the target's step is below
-    :data:`MIN_TARGET_STEP`).
+    the lesion-to-reference intensity step of both with its recovery (NaN where the target's step is below
+    :data:`MIN_TARGET_STEP`), and the reference bias: mean reference tissue in pred minus in target (the images'
+    units; > 0: the normal tissue the lesion is read against is rendered too bright, which flattens the contrast
+    of a lesion against a dark reference however well its own intensity is kept).
 
     Returns ``{class: {"contrast_pred", "contrast_target", "recovery", "cnr_pred", "cnr_target", "step_pred",
-    "step_target", "step_recovery", "voxels"}}``.
+    "step_target", "step_recovery", "reference_bias", "voxels"}}``.
     """
     refs = reference_masks(labels, lesions, slice_axis)
     recovery = contrast_recovery(pred, target, lesions, refs, offset)
@@ -408,6 +421,7 @@ def lesion_metrics(pred: np.ndarray, target: np.ndarray, labels: np.ndarray, les
             "step_target": step_target,
             "step_recovery": (step_pred / step_target if np.isfinite(step_target) and abs(step_target) >= MIN_TARGET_STEP
                               else float("nan")),
+            "reference_bias": _mean_in(pred, ref) - _mean_in(target, ref),
             "voxels": int(lm.sum()),
         }
     return out
@@ -442,7 +456,7 @@ def register_metric(name: str, higher_is_better: bool) -> Callable[[Callable[...
     """
 
     def decorator(fn: Callable[..., float]) -> Callable[..., float]:
-        if name in BUILTIN_METRICS or name.startswith(("cr_", "cnr_", "sr_")):
+        if name in BUILTIN_METRICS or name.startswith(LESION_COLUMN_PREFIXES):
             raise ValueError(f"metric name {name!r} is taken by a built-in metric")
         if name in _METRICS and _METRICS[name].fn is not fn:
             raise ValueError(f"metric {name!r} is already registered")

@@ -78,10 +78,13 @@ def test_evaluate_reports_by_class_and_scores_the_erasure_check(tmp_path):
     assert classes["cord_edema"]["methods"]["pseudo_stir"]["recovery"]["mean"] > 0.95
     steps = {c: classes[c]["methods"]["pseudo_stir"]["step_recovery"]["mean"] for c in ("plc_injury", "cord_edema")}
     assert steps["plc_injury"] < 0.1 and abs(steps["cord_edema"] - 1) < 0.05, steps  # the deleted lesion has no step
+    # the deletion left the ligament around it alone: no reference bias, so the lost contrast is the lesion's own
+    bias = classes["plc_injury"]["methods"]["pseudo_stir"]["reference_bias"]["mean"]
+    assert abs(bias) < 0.02, bias
     er = summary["erasure"]
     assert er["volumes"] == 1 and er["per_volume"][0]["erasure_used_t1w"] is True
     assert er["erased_lesions"] >= 1 and er["erased_flagged"] >= 1 and "plc_injury" in er["per_volume"][0][
         "erased_classes"]
     text = (out / "report.html").read_text()
-    assert "By lesion class" in text and "Erasure check" in text and "sensitivity" in text
+    assert "By lesion class" in text and "Erasure check" in text and "sensitivity" in text and "ref. bias" in text
     assert "<tr><th>cnr_target_cord_edema" not in text  # identical for all methods: only in the class table

@@ -183,10 +183,12 @@ def test_step_recovery_is_offset_free_where_contrast_recovery_is_steep():
     assert m["step_target"] == pytest.approx(1.22) and m["step_pred"] == pytest.approx(0.97)
     assert m["step_recovery"] == pytest.approx(0.97 / 1.22)
     assert m["recovery"] == pytest.approx((0.97 / 0.33) / (1.22 / 0.08))  # about 0.19: the ratio is steep
+    assert m["reference_bias"] == pytest.approx(0.25)  # what flattened it: the reference, not the lesion
     # shifting the whole prediction changes contrast recovery, not step recovery
     shifted = M.lesion_metrics(pred + 0.1, target, labels, lesions, slice_axis=0)["marrow_edema"]
     assert shifted["step_recovery"] == pytest.approx(m["step_recovery"])
     assert shifted["recovery"] < 0.9 * m["recovery"]
+    assert shifted["reference_bias"] == pytest.approx(0.35)
     # no step worth recovering in the target: NaN, not a ratio over ~0
     flat = target.copy()
     flat[lm] = -0.92 + 0.01

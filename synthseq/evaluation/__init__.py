@@ -5,7 +5,8 @@
 * ``metrics.csv``: one row per subject and method (``pseudo_stir`` and, when T2w inputs are given, the baselines of
   :mod:`synthseq.baselines`): ``mae``, ``psnr`` (dB), ``ssim`` (masked), ``lpips`` (NaN when unavailable, with
   ``lpips_available``), and per lesion class ``cr_<class>`` (contrast recovery), ``sr_<class>`` (step recovery: the
-  lesion-to-reference intensity step over real STIR's, offset-free), ``cnr_<class>`` (lesion CNR in the
+  lesion-to-reference intensity step over real STIR's, offset-free), ``rb_<class>`` (reference bias: the lesion's
+  normal reference tissue in the method's image minus in real STIR, normalized units), ``cnr_<class>`` (lesion CNR in the
   method's image) and ``cnr_target_<class>`` (in real STIR) and, when the T2w is given, ``cnr_input_<class>`` (in the T2w: a lesion
   iso-intense on T2w, such as edema in fatty marrow, cannot be recovered by any T2w-only mapping);
 * ``summary.json``: per method and metric the mean over subjects with a seeded 95 % percentile bootstrap CI

@@ -313,7 +313,8 @@ def evaluate_paths(pred: str | Path, target: str | Path, out: str | Path, inputs
                        "tissue)/mean reference on [0, 2]-shifted normalized images; cnr_<class> = (mean lesion - "
                        "mean reference)/std(reference) in the method's image, cnr_target_<class> in real STIR; "
                        "sr_<class> = step(pred)/step(STIR), step = mean lesion - mean reference in normalized "
-                       "units (offset-free: a dark reference does not make it steep)",
+                       "units (offset-free: a dark reference does not make it steep); rb_<class> = mean reference "
+                       "tissue in pred - in STIR, normalized units (> 0: rendered too bright)",
         },
         "lpips": _lpips_status(table, use_lpips),
         "methods": summarize(table, seed),

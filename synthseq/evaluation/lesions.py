@@ -74,6 +74,8 @@ def class_summary(table: pd.DataFrame, counts: Mapping[str, Mapping[str, int]], 
             per[m] = {"recovery": _ci(part[col].to_numpy(float), seed, f"{m}/{col}"),
                       "step_recovery": _ci(part[f"sr_{name}"].to_numpy(float), seed, f"{m}/sr_{name}")
                       if f"sr_{name}" in part else None,
+                      "reference_bias": _ci(part[f"rb_{name}"].to_numpy(float), seed, f"{m}/rb_{name}")
+                      if f"rb_{name}" in part else None,
                       "cnr": _ci(part[f"cnr_{name}"].to_numpy(float), seed, f"{m}/cnr_{name}")
                       if f"cnr_{name}" in part else None}
         entry["methods"] = per
@@ -96,14 +98,14 @@ def _fmt_ci(st: Mapping[str, Any] | None, digits: int = 2) -> str:
 
 
 def class_table_html(classes: Mapping[str, Any]) -> str:
-    """The by-class HTML table: one row per class; CNR in T2w / real STIR once; recovery, step recovery and CNR
-    per method."""
+    """The by-class HTML table: one row per class; CNR in T2w / real STIR once; recovery, step recovery, reference
+    bias and CNR per method."""
     if not classes:
         return "<p>No lesion classes (no lesion maps given).</p>"
     methods = list(next(iter(classes.values()))["methods"])
     head = ("<tr><th rowspan=2>lesion class</th><th rowspan=2>lesions (subjects)</th><th rowspan=2>CNR T2w</th>"
-            "<th rowspan=2>CNR real STIR</th>" + "".join(f"<th colspan=3>{html.escape(m)}</th>" for m in methods)
-            + "</tr><tr>" + "<th>recovery</th><th>step</th><th>CNR</th>" * len(methods) + "</tr>")
+            "<th rowspan=2>CNR real STIR</th>" + "".join(f"<th colspan=4>{html.escape(m)}</th>" for m in methods)
+            + "</tr><tr>" + "<th>recovery</th><th>step</th><th>ref. bias</th><th>CNR</th>" * len(methods) + "</tr>")
     rows = []
     for name, e in classes.items():
         cells = []
@@ -112,7 +114,8 @@ def class_table_html(classes: Mapping[str, Any]) -> str:
             best = m == e.get("best")
             r = _fmt_ci(rec)
             cells.append(f"<td>{'<b>' + r + ' &#9733;</b>' if best else r}</td>"
-                         f"<td>{_fmt_ci(e['methods'][m].get('step_recovery'))}</td><td>{_fmt_ci(cnr, 1)}</td>")
+                         f"<td>{_fmt_ci(e['methods'][m].get('step_recovery'))}</td>"
+                         f"<td>{_fmt_ci(e['methods'][m].get('reference_bias'))}</td><td>{_fmt_ci(cnr, 1)}</td>")
         flag = "" if e["conclusive"] else " <small>(n &lt; 5: not conclusive)</small>"
         rows.append(f"<tr><th>{html.escape(name)}{flag}</th><td>{e['lesions']} ({e['subjects']})</td>"
                     f"<td>{_fmt_ci(e.get('cnr_input'), 1)}</td><td>{_fmt_ci(e.get('cnr_target'), 1)}</td>"
@@ -120,7 +123,9 @@ def class_table_html(classes: Mapping[str, Any]) -> str:
     return (f"<table>{head}{''.join(rows)}</table><p>Recovery = lesion contrast in the method's image / in real "
             f"STIR (1 = all of it; &#9733; closest to 1, the oracle aside); step = the lesion-to-reference intensity "
             f"step in normalized units over real STIR's (offset-free: a reference near the dark end of the range "
-            f"makes recovery steep, not step); mean over subjects [95% bootstrap CI]. "
+            f"makes recovery steep, not step); ref. bias = the normal reference tissue's mean in the method's image "
+            f"minus in real STIR (normalized units; &gt; 0: rendered too bright, which flattens recovery); mean over "
+            f"subjects [95% bootstrap CI]. "
             f"CNR in the T2w and the real STIR is the same for every method and shown once.</p>")
 
 

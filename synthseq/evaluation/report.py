@@ -29,7 +29,7 @@ def write_report(table: pd.DataFrame, summary: dict, subjects: Sequence[SubjectD
     """``report.html`` (summary table with CIs, notes, per-subject table and montages) in ``out``."""
     methods = list(summary["methods"])
     # CNR in the input T2w and in real STIR is the same for every method: shown once, in the by-class table
-    metric_cols = [c for c in table.columns if c in M.image_metric_names() or c.startswith(("cr_", "sr_", "cnr_"))
+    metric_cols = [c for c in table.columns if c in M.image_metric_names() or c.startswith(M.LESION_COLUMN_PREFIXES)
                    and not c.startswith(("cnr_target_", "cnr_input_"))]
     head = "".join(f"<th>{html.escape(m)}</th>" for m in methods)
     body = []

@@ -136,6 +136,7 @@ def _image_row(pred: Volume, s: SubjectData, body: np.ndarray, view: SagittalVie
         for name, v in M.lesion_metrics(pred_n, target_n, s.labels, s.lesions, slice_axis).items():
             row[f"cr_{name}"] = v["recovery"]
             row[f"sr_{name}"] = v["step_recovery"]
+            row[f"rb_{name}"] = v["reference_bias"]
             row[f"cnr_{name}"] = v["cnr_pred"]
             row[f"cnr_target_{name}"] = v["cnr_target"]
         if s.t2w is not None:
@@ -210,7 +211,7 @@ def evaluate_volumes(subjects: Sequence[SubjectData], train: Sequence[PairStats]
                 rows.append({"subject": s.subject, "method": method, "mask": source,
                              **_image_row(preds[method], s, body, view, use_lpips, axis, pparams)})
     table = pd.DataFrame(rows)
-    lesion_cols = sorted(c for c in table.columns if c.startswith(("cr_", "sr_", "cnr_")))
+    lesion_cols = sorted(c for c in table.columns if c.startswith(M.LESION_COLUMN_PREFIXES))
     return table[["subject", "method", "mask", *M.image_metric_names(), "lpips_available", *lesion_cols]]
 
 
@@ -225,7 +226,7 @@ def bootstrap_ci(values: Sequence[float], seed: int | Sequence[int] = 0, n_boot:
 
 def summarize(table: pd.DataFrame, seed: int = 0) -> dict:
     """Per method and metric: mean and 95 % bootstrap CI over subjects (seeded per method and metric)."""
-    metric_cols = [c for c in table.columns if c in M.image_metric_names() or c.startswith(("cr_", "sr_", "cnr_"))]
+    metric_cols = [c for c in table.columns if c in M.image_metric_names() or c.startswith(M.LESION_COLUMN_PREFIXES)]
     out: dict[str, dict] = {}
     for method, part in table.groupby("method", sort=False):
         out[str(method)] = {
