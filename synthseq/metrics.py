@@ -361,11 +361,7 @@ def _mean_in(image: np.ndarray, mask: np.ndarray) -> float:
 
 def intensity_step(image: np.ndarray, lesion_mask: np.ndarray, ref_mask: np.ndarray) -> float:
     """``mean_lesion - mean_ref`` (the image's units); NaN if a mask is empty."""
-    img = np.asarray(image, dtype=np.float64)
-    lm, rm = np.asarray(lesion_mask, bool), np.asarray(ref_mask, bool)
-    if not lm.any() or not rm.any():
-        return float("nan")
-    return float(img[lm].mean() - img[rm].mean())
+    return _mean_in(image, lesion_mask) - _mean_in(image, ref_mask)
 
 
 def contrast_recovery(pred: np.ndarray, target: np.ndarray, lesions: np.ndarray,

@@ -55,6 +55,11 @@ def _ci(values: Sequence[float], seed: int, name: str) -> dict[str, Any]:
     return mean_ci(np.asarray(values, dtype=float), seed=[int(seed), zlib.crc32(name.encode())])
 
 
+def _column_ci(part: pd.DataFrame, column: str, seed: int, method: str) -> dict[str, Any] | None:
+    """:func:`_ci` of one method's ``column``; None where the table has no such column (it predates it)."""
+    return _ci(part[column].to_numpy(float), seed, f"{method}/{column}") if column in part else None
+
+
 def class_summary(table: pd.DataFrame, counts: Mapping[str, Mapping[str, int]], seed: int = 0) -> dict[str, Any]:
     """The by-class numbers (see the module docstring) from the metric table of :func:`evaluate_volumes`."""
     methods = list(dict.fromkeys(table["method"]))
@@ -71,13 +76,9 @@ def class_summary(table: pd.DataFrame, counts: Mapping[str, Mapping[str, int]], 
         per = {}
         for m in methods:
             part = table[table["method"] == m]
-            per[m] = {"recovery": _ci(part[col].to_numpy(float), seed, f"{m}/{col}"),
-                      "step_recovery": _ci(part[f"sr_{name}"].to_numpy(float), seed, f"{m}/sr_{name}")
-                      if f"sr_{name}" in part else None,
-                      "reference_bias": _ci(part[f"rb_{name}"].to_numpy(float), seed, f"{m}/rb_{name}")
-                      if f"rb_{name}" in part else None,
-                      "cnr": _ci(part[f"cnr_{name}"].to_numpy(float), seed, f"{m}/cnr_{name}")
-                      if f"cnr_{name}" in part else None}
+            per[m] = {key: _column_ci(part, column, seed, m) for key, column in (
+                ("recovery", col), ("step_recovery", f"sr_{name}"), ("reference_bias", f"rb_{name}"),
+                ("cnr", f"cnr_{name}"))}
         entry["methods"] = per
         scored = {m: v["recovery"]["mean"] for m, v in per.items() if v["recovery"].get("mean") is not None
                   and m != "linear_oracle"}
