@@ -91,29 +91,27 @@ def canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndar
     return np.asarray(img.dataobj, np.float32), np.asarray(img.header.get_zooms()[:3], float)
 
 
-def _load(rel: str):
-    import nibabel as nib
+def _load(rel: str, mask: bool = False):
+    """The file ``REAL_DIR / rel`` as a :class:`synthseq.io.Volume` (float32, scaled); a mask may be all zero."""
+    from synthseq.io import load_volume
 
-    img = nib.load(REAL_DIR / rel)
-    return np.asarray(img.dataobj, np.float32), img.affine
+    return load_volume(REAL_DIR / rel, allow_zero=mask)
 
 
 def load_real(name: str) -> dict:
     """The real volume ``name``: canonical T2w, cord mask, optional T1w, spacing, and the scans as read (``Volume``:
     what a model is run on)."""
-    from synthseq.io import load_volume
-
     t2_rel, cord_rel, t1_rel = REAL[name]
-    t2_vol = load_volume(REAL_DIR / t2_rel)
-    t1_vol = load_volume(REAL_DIR / t1_rel) if t1_rel else None
+    t2_vol = _load(t2_rel)
+    t1_vol = _load(t1_rel) if t1_rel else None
     t2, aff = t2_vol.data, t2_vol.affine
     if cord_rel.startswith("crop:"):  # the cord mask was drawn on a voxel-identical crop: place it by affine
-        crop, caff = _load(cord_rel[5:])
-        off = np.rint(np.linalg.solve(aff, caff[:, 3])[:3]).astype(int)
+        crop = _load(cord_rel[5:], mask=True)
+        off = np.rint(np.linalg.solve(aff, crop.affine[:, 3])[:3]).astype(int)
         cord = np.zeros_like(t2)
-        cord[tuple(slice(o, o + n) for o, n in zip(off, crop.shape))] = crop
+        cord[tuple(slice(o, o + n) for o, n in zip(off, crop.data.shape))] = crop.data
     else:
-        cord, _ = _load(cord_rel)
+        cord = _load(cord_rel, mask=True).data
     out = {"name": name, "affine": aff, "t2w_volume": t2_vol, "t1w_volume": t1_vol}
     out["t2w"], out["spacing"] = canonical(t2, aff)
     out["cord"] = canonical(cord, aff)[0] > 0.5
