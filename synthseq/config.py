@@ -143,10 +143,15 @@ class Pix2PixLossConfig:
     lambda_lesion: float = 0.0  #: extra L1 averaged over lesion pixels only (needs data.lesion_key)
     lambda_reference: float = 0.0  #: extra L1 averaged over each lesion's normal reference tissue (needs data.lesion_key and data.label_key)
     lambda_perceptual: float = 0.0  #: weight of LPIPS (backbone weights from the torch cache)
+    lambda_lesion_gan: float = 0.0  #: adversarial term of a second discriminator on crops centred on lesions (needs data.lesion_key)
+    lesion_crop: int = 32  #: side in pixels of those crops (must fit data.image_size)
 
     def validate(self, prefix: str = "loss.pix2pix") -> Pix2PixLossConfig:
         for f in dataclasses.fields(self):
-            check_float(f"{prefix}.{f.name}", getattr(self, f.name), 0.0)
+            if f.name == "lesion_crop":
+                check_int(f"{prefix}.{f.name}", self.lesion_crop, 8)
+            else:
+                check_float(f"{prefix}.{f.name}", getattr(self, f.name), 0.0)
         return self
 
 
@@ -289,6 +294,10 @@ class Config:
             raise ConfigError(f"data.image_size: {self.data.image_size} is not a multiple of {multiple}, which "
                               f"the {self.model.generator} generator needs (its depth); use a multiple of {multiple} "
                               f"or a shallower generator (model.generator_kwargs.num_downs)")
+        crop = self.loss.pix2pix.lesion_crop
+        if self.loss.pix2pix.lambda_lesion_gan > 0 and crop > self.data.image_size:
+            raise ConfigError(f"loss.pix2pix.lesion_crop: {crop} px crops do not fit data.image_size "
+                              f"{self.data.image_size}")
         return self
 
 

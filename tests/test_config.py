@@ -80,6 +80,17 @@ def test_wrong_type_is_named(override, key):
         load_config(None, [override])
 
 
+@pytest.mark.parametrize("overrides, match", [
+    (["loss.pix2pix.lesion_crop=4"], r"loss\.pix2pix\.lesion_crop: expected an integer >= 8"),
+    (["loss.pix2pix.lambda_lesion_gan=1", "loss.pix2pix.lesion_crop=300"],
+     r"loss\.pix2pix\.lesion_crop: 300 px crops do not fit data\.image_size 256"),
+])
+def test_lesion_crop_is_checked(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, overrides)
+    load_config(None, ["loss.pix2pix.lambda_lesion_gan=1", "loss.pix2pix.lesion_crop=256"])  # image_size 256
+
+
 def test_parse_override_values():
     assert parse_override("a.b=true") == (["a", "b"], True)
     assert parse_override("a=[1, 2]") == (["a"], [1, 2])

@@ -2,7 +2,8 @@
 
 Generator objective: ``GAN(D(A, G(A)) -> real) + lambda_l1 * L1(G(A), B) + lambda_log_l1 * L1_log``
 ``+ lambda_lesion * L1_lesion + lambda_reference * L1_reference + lambda_ssim * (1 - SSIM)``
-``+ lambda_perceptual * LPIPS`` (all but the first two optional, off by default). ``L1_log`` is the L1 of log
+``+ lambda_perceptual * LPIPS + lambda_lesion_gan * GAN(D_lesion(crop(A, G(A))) -> real)`` (all but the first two
+optional, off by default). ``L1_log`` is the L1 of log
 intensities (:func:`synthseq.losses.log_l1_loss`): relative error, so the dark tissue STIR's contrasts are measured
 against is not rendered a little too bright for the sake of the bright tissue. ``L1_lesion`` is the L1 averaged over
 lesion pixels only (``batch["lesion"]``): lesions are a fraction of a percent of the pixels, so the plain L1 barely
@@ -10,8 +11,12 @@ sees them, and lesion contrast is what downstream readers and models need from p
 L1 averaged over the normal tissue each lesion's contrast is measured against (``batch["reference"]``; e.g. the
 interspinous ligaments for a PLC injury, :data:`synthseq.codes.REFERENCE_TISSUES`): contrast has two ends, and a
 thin dark reference rendered too bright flattens it as much as a faint lesion. Both maps are training-time
-annotations; inference needs none.
-Discriminator objective: ``0.5 * (GAN(D(A, B) -> real) + GAN(D(A, G(A)) -> fake))``.
+annotations; inference needs none. ``D_lesion`` is a second conditional discriminator (same architecture as ``D``)
+that sees only square crops centred on a random lesion pixel of each slice that has one (:func:`lesion_boxes`): the
+full-image PatchGAN spends almost none of its patches on lesions, so it can leave a lesion and the dark tissue around
+it blurred or flattened without being caught.
+Discriminator objective: ``0.5 * (GAN(D(A, B) -> real) + GAN(D(A, G(A)) -> fake))``, plus the same on the lesion
+crops for ``D_lesion``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,38 @@ from ..errors import ConfigError
 from ..losses import GANLoss, PerceptualLoss, l1_loss, log_l1_loss, ssim_loss
 from .base import GANModel
 from .kinds import network, register_gan
+
+
+def lesion_boxes(lesion: Tensor, size: int) -> Tensor:
+    """One ``size`` x ``size`` crop per slice with a lesion, centred on one of its lesion pixels drawn at random
+    (torch's global RNG) and shifted inwards where it would leave the image.
+
+    Args:
+        lesion: ``(B, 1, H, W)`` lesion map (> 0 = lesion), ``H, W >= size``.
+        size: crop side in pixels.
+
+    Returns:
+        ``(N, 3)`` int64 rows ``(batch index, top, left)``, one per slice with a lesion pixel (``N`` may be 0).
+    """
+    b, _, h, w = lesion.shape
+    if size > h or size > w:
+        raise ValueError(f"lesion crop of {size} px does not fit a {h}x{w} slice")
+    flat = (lesion.reshape(b, -1) > 0).float()
+    rows = torch.nonzero(flat.sum(1) > 0).flatten()
+    if rows.numel() == 0:
+        return torch.zeros((0, 3), dtype=torch.long, device=lesion.device)
+    pick = torch.multinomial(flat[rows], 1).flatten()
+    top = (pick // w - size // 2).clamp(0, h - size)
+    left = (pick % w - size // 2).clamp(0, w - size)
+    return torch.stack([rows, top, left], 1)
+
+
+def take_crops(x: Tensor, boxes: Tensor, size: int) -> Tensor:
+    """The crops ``boxes`` (from :func:`lesion_boxes`) of ``x`` ``(B, C, H, W)``: ``(N, C, size, size)``."""
+    offs = torch.arange(size, device=x.device)
+    iy = (boxes[:, 1, None] + offs)[:, :, None]  # (N, size, 1)
+    ix = (boxes[:, 2, None] + offs)[:, None, :]  # (N, 1, size)
+    return x[boxes[:, 0, None, None], :, iy, ix].permute(0, 3, 1, 2)  # advanced indexing puts C last
 
 
 @register_gan("pix2pix", default_gan_mode="vanilla")
@@ -43,6 +80,10 @@ class Pix2Pix(GANModel):
         lambda_ssim: weight of ``1 - SSIM`` (data_range 2).
         lambda_perceptual: weight of LPIPS (backbone weights from the torch cache; loaded on first use).
         perceptual_net: LPIPS backbone (``"alex" | "vgg" | "squeeze"``).
+        lesion_discriminator: network on lesion crops ``(N, C_in + 1, lesion_crop, lesion_crop)``, stored as
+            ``self.D_lesion``; required when ``lambda_lesion_gan > 0`` (batches then need ``"lesion"``).
+        lambda_lesion_gan: weight of its adversarial term in the generator objective.
+        lesion_crop: side of the lesion crops in pixels.
 
     The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_l1_log, G_l1_lesion, G_l1_reference, G_ssim,
     G_perceptual]`` and
@@ -61,14 +102,19 @@ class Pix2Pix(GANModel):
         lambda_ssim: float = 0.0,
         lambda_perceptual: float = 0.0,
         perceptual_net: str = "alex",
+        lesion_discriminator: nn.Module | None = None,
+        lambda_lesion_gan: float = 0.0,
+        lesion_crop: int = 32,
     ) -> None:
         super().__init__()
         for key, value in (("lambda_l1", lambda_l1), ("lambda_log_l1", lambda_log_l1),
                            ("lambda_lesion", lambda_lesion), ("lambda_reference", lambda_reference),
-                           ("lambda_ssim", lambda_ssim),
-                           ("lambda_perceptual", lambda_perceptual)):
+                           ("lambda_ssim", lambda_ssim), ("lambda_perceptual", lambda_perceptual),
+                           ("lambda_lesion_gan", lambda_lesion_gan)):
             if value < 0:
                 raise ConfigError(f"loss.pix2pix.{key}: must be >= 0, got {value}")
+        if lambda_lesion_gan > 0 and lesion_discriminator is None:
+            raise ConfigError("loss.pix2pix.lambda_lesion_gan > 0 needs a lesion discriminator")
         self.G = generator
         self.D = discriminator
         self.criterion_gan = GANLoss(gan_mode)
@@ -79,12 +125,29 @@ class Pix2Pix(GANModel):
         self.lambda_ssim = lambda_ssim
         self.lambda_perceptual = lambda_perceptual
         self.perceptual = PerceptualLoss(perceptual_net) if lambda_perceptual > 0 else None
+        self.lambda_lesion_gan = lambda_lesion_gan
+        self.lesion_crop = lesion_crop
+        if lambda_lesion_gan > 0:
+            self.D_lesion = lesion_discriminator
 
     @classmethod
     def from_config(cls, model_cfg, loss_cfg, in_channels: int, gan_mode: str) -> Pix2Pix:
         """G: ``C_in -> 1``; D on ``C_in + 1`` channels; weights from ``loss.pix2pix`` (lambda_l1 / lambda_log_l1 /
-        lambda_lesion / lambda_reference / lambda_ssim / lambda_perceptual)."""
+        lambda_lesion / lambda_reference / lambda_ssim / lambda_perceptual); with ``lambda_lesion_gan > 0`` a
+        second ``model.discriminator`` (same kwargs) for the ``lesion_crop`` crops."""
         w = loss_cfg.pix2pix
+        d_lesion = None
+        if w.lambda_lesion_gan > 0:
+            d_lesion = network(model_cfg.discriminator, dict(model_cfg.discriminator_kwargs or {}), "discriminator",
+                               in_channels=in_channels + 1)
+            try:  # a crop too small for the discriminator's depth fails here, not at the first step
+                with torch.no_grad():
+                    d_lesion.eval()(torch.zeros(1, in_channels + 1, w.lesion_crop, w.lesion_crop))
+            except RuntimeError as exc:
+                raise ConfigError(f"loss.pix2pix.lesion_crop: {w.lesion_crop} px is too small for "
+                                  f"model.discriminator ({model_cfg.discriminator}); use larger crops or fewer "
+                                  f"discriminator layers") from exc
+            d_lesion.train()
         return cls(
             network(model_cfg.generator, dict(model_cfg.generator_kwargs or {}), "generator",
                     in_channels=in_channels, out_channels=1),
@@ -92,13 +155,23 @@ class Pix2Pix(GANModel):
                     in_channels=in_channels + 1),
             gan_mode=gan_mode, lambda_l1=w.lambda_l1, lambda_log_l1=w.lambda_log_l1, lambda_lesion=w.lambda_lesion,
             lambda_reference=w.lambda_reference, lambda_ssim=w.lambda_ssim, lambda_perceptual=w.lambda_perceptual,
+            lesion_discriminator=d_lesion, lambda_lesion_gan=w.lambda_lesion_gan, lesion_crop=w.lesion_crop,
         )
 
     def generator_modules(self) -> list[str]:
         return ["G"]
 
     def discriminator_modules(self) -> list[str]:
-        return ["D"]
+        return ["D", "D_lesion"] if self.lambda_lesion_gan > 0 else ["D"]
+
+    def _lesion_pairs(self, real_a: Tensor, img: Tensor, boxes: Tensor) -> tuple[Tensor, bool]:
+        """``concat(A, img)`` cropped to ``boxes`` for ``D_lesion``, and whether any crop is real. A batch without
+        lesions gets one crop of the first slice, weighted 0 by the caller, so that ``D_lesion`` takes part in every
+        step (DDP needs every parameter in every backward)."""
+        pairs = torch.cat([real_a, img], 1)
+        if boxes.numel():
+            return take_crops(pairs, boxes, self.lesion_crop), True
+        return pairs[:1, :, :self.lesion_crop, :self.lesion_crop], False
 
     def generator_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         real_a, real_b = batch["A"], batch["B"]
@@ -127,7 +200,17 @@ class Pix2Pix(GANModel):
         if self.perceptual is not None:
             terms["G_perceptual"] = self.perceptual(fake_b, real_b)
             loss = loss + self.lambda_perceptual * terms["G_perceptual"]
-        return loss, {k: v.detach() for k, v in terms.items()}, {"fake_B": fake_b}
+        fakes = {"fake_B": fake_b}
+        if self.lambda_lesion_gan > 0:
+            if "lesion" not in batch:
+                raise ConfigError("loss.pix2pix.lambda_lesion_gan > 0 but the batch has no lesion map: set "
+                                  "data.lesion_key")
+            fakes["lesion_boxes"] = boxes = lesion_boxes(batch["lesion"], self.lesion_crop)
+            crops, any_lesion = self._lesion_pairs(real_a, fake_b, boxes)
+            terms["G_gan_lesion"] = self.criterion_gan(self.D_lesion(crops), True, for_discriminator=False) \
+                * float(any_lesion)
+            loss = loss + self.lambda_lesion_gan * terms["G_gan_lesion"]
+        return loss, {k: v.detach() for k, v in terms.items()}, fakes
 
     def discriminator_loss(self, batch: dict[str, Tensor], fakes: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         real_a, real_b = batch["A"], batch["B"]
@@ -135,7 +218,17 @@ class Pix2Pix(GANModel):
         d_fake = self.criterion_gan(self.D(torch.cat([real_a, fake_b], 1)), False)
         d_real = self.criterion_gan(self.D(torch.cat([real_a, real_b], 1)), True)
         loss = 0.5 * (d_real + d_fake)
-        return loss, {"D_real": d_real.detach(), "D_fake": d_fake.detach()}
+        terms = {"D_real": d_real.detach(), "D_fake": d_fake.detach()}
+        if self.lambda_lesion_gan > 0:
+            boxes = fakes["lesion_boxes"]
+            fake_c, any_lesion = self._lesion_pairs(real_a, fake_b, boxes)
+            real_c, _ = self._lesion_pairs(real_a, real_b, boxes)
+            w = float(any_lesion)
+            terms["D_lesion_fake"] = self.criterion_gan(self.D_lesion(fake_c), False) * w
+            terms["D_lesion_real"] = self.criterion_gan(self.D_lesion(real_c), True) * w
+            loss = loss + 0.5 * (terms["D_lesion_real"] + terms["D_lesion_fake"])
+            terms = {k: v.detach() for k, v in terms.items()}
+        return loss, terms
 
     @torch.no_grad()
     def translate(self, a: Tensor) -> Tensor:

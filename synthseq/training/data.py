@@ -200,6 +200,8 @@ def train_dataset(cfg: Config, subjects: list[Subject], targets: list[Subject] |
     pool the odd ones, as when T2w-only and STIR-only studies come from different patients."""
     if cfg.loss.pix2pix.lambda_lesion > 0 and not (cfg.data.lesion_key and cfg.data.paired):
         raise ConfigError("loss.pix2pix.lambda_lesion > 0 needs paired data and data.lesion_key (e.g. lesions)")
+    if cfg.loss.pix2pix.lambda_lesion_gan > 0 and not (cfg.data.lesion_key and cfg.data.paired):
+        raise ConfigError("loss.pix2pix.lambda_lesion_gan > 0 needs paired data and data.lesion_key (e.g. lesions)")
     if cfg.loss.pix2pix.lambda_reference > 0 and not (cfg.data.lesion_key and cfg.data.label_key and cfg.data.paired):
         raise ConfigError("loss.pix2pix.lambda_reference > 0 needs paired data, data.lesion_key (e.g. lesions) and "
                           "data.label_key (e.g. labels)")

@@ -59,6 +59,11 @@ def test_rebuild_from_config_restores_the_model(make_gan_cfg):
     (lambda m, loss: setattr(loss.pix2pix, "lambda_log_l1", -1.0), "loss.pix2pix.lambda_log_l1"),
     (lambda m, loss: (setattr(m, "kind", "cyclegan"), setattr(loss.pix2pix, "lambda_log_l1", 1.0)),
      "loss.pix2pix.lambda_log_l1"),
+    (lambda m, loss: setattr(loss.pix2pix, "lambda_lesion_gan", -1.0), "loss.pix2pix.lambda_lesion_gan"),
+    (lambda m, loss: (setattr(m, "kind", "cyclegan"), setattr(loss.pix2pix, "lambda_lesion_gan", 1.0)),
+     "loss.pix2pix.lambda_lesion_gan"),
+    (lambda m, loss: (setattr(loss.pix2pix, "lambda_lesion_gan", 1.0), setattr(loss.pix2pix, "lesion_crop", 8)),
+     "loss.pix2pix.lesion_crop: 8 px is too small"),
 ])
 def test_config_errors_name_the_key(make_gan_cfg, change, match):
     model_cfg, loss_cfg = make_gan_cfg("pix2pix")

@@ -9,6 +9,7 @@ from synthseq import losses
 from synthseq.errors import ConfigError
 from synthseq.models import Pix2Pix, build_gan
 from synthseq.models.base import GANModel
+from synthseq.models.pix2pix import lesion_boxes, take_crops
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_discriminator_sees_the_condition(tiny_batch, make_model):
     _, t1 = model.discriminator_loss(batch, fakes)
     shifted = dict(batch, A=-batch["A"])  # same B and fakes, other condition
     _, t2 = model.discriminator_loss(shifted, fakes)
-    assert not torch.allclose(t1["D_real"], t2["D_real"])
+    assert t1["D_real"] != t2["D_real"]  # while the full-image D sees the change
 
 
 def test_frozen_discriminator_gets_no_gradient(tiny_batch, make_model):
@@ -115,6 +116,70 @@ def test_reference_term_is_the_l1_inside_the_reference_map(tiny_batch, make_mode
                                + 7 * terms["G_l1_reference"])
     with pytest.raises(ConfigError, match="data.label_key"):
         model.generator_loss(dict(batch, lesion=lesion))
+
+
+def test_lesion_boxes_hold_a_lesion_pixel_and_stay_inside():
+    lesion = torch.zeros(3, 1, 40, 48)
+    lesion[0, 0, 20, 30] = 1  # one pixel: the crop is centred on it
+    lesion[2, 0, 1:3, 45:48] = 1  # in a corner: the crop is shifted inside
+    torch.manual_seed(0)
+    boxes = lesion_boxes(lesion, 16)
+    assert boxes.tolist()[0] == [0, 12, 22]  # slice 1 has no lesion: no row
+    b, top, left = boxes.tolist()[1]
+    assert b == 2 and top == 0 and left == 48 - 16
+    for b, top, left in boxes.tolist():
+        assert lesion[b, 0, top:top + 16, left:left + 16].sum() > 0
+    assert lesion_boxes(torch.zeros(2, 1, 40, 48), 16).shape == (0, 3)
+    with pytest.raises(ValueError, match="does not fit"):
+        lesion_boxes(lesion, 41)
+
+
+def test_take_crops_is_slicing():
+    x = torch.arange(2 * 3 * 20 * 24, dtype=torch.float32).reshape(2, 3, 20, 24)
+    boxes = torch.tensor([[1, 4, 7], [0, 0, 16], [1, 12, 0]])
+    crops = take_crops(x, boxes, 8)
+    assert crops.shape == (3, 3, 8, 8)
+    for crop, (b, top, left) in zip(crops, boxes.tolist()):
+        assert torch.equal(crop, x[b, :, top:top + 8, left:left + 8])
+
+
+def test_lesion_crop_discriminator(tiny_batch, make_model):
+    model = make_model(lambda_lesion_gan=3.0, lesion_crop=16)
+    assert model.discriminator_modules() == ["D", "D_lesion"]
+    assert model.D_lesion.config["in_channels"] == 2
+    batch = tiny_batch()
+    lesion = torch.zeros_like(batch["B"])
+    lesion[1, :, 20:24, 25:28] = 1  # slice 0 has none: one crop
+    batch = dict(batch, lesion=lesion)
+    loss, terms, fakes = model.generator_loss(batch)
+    assert fakes["lesion_boxes"].shape == (1, 3) and fakes["lesion_boxes"][0, 0] == 1
+    assert terms["G_gan_lesion"] > 0
+    torch.testing.assert_close(loss.detach(), terms["G_gan"] + 100 * terms["G_l1"] + 3 * terms["G_gan_lesion"])
+    d_loss, d_terms = model.discriminator_loss(batch, fakes)
+    torch.testing.assert_close(d_loss.detach(), 0.5 * (d_terms["D_real"] + d_terms["D_fake"]
+                                                       + d_terms["D_lesion_real"] + d_terms["D_lesion_fake"]))
+    d_loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.D_lesion.parameters())
+    # the lesion discriminator judges the crop: changing pixels outside it leaves its terms unchanged
+    model.eval()
+    _, t1 = model.discriminator_loss(batch, fakes)
+    far = batch["B"].clone()
+    far[1, :, :4, :4] = 1.0
+    _, t2 = model.discriminator_loss(dict(batch, B=far), fakes)
+    torch.testing.assert_close(t1["D_lesion_real"], t2["D_lesion_real"])
+    assert t1["D_real"] != t2["D_real"]  # while the full-image D sees the change
+    # no lesion in the batch: the terms are 0 and D_lesion still gets (zero) gradients, as DDP needs
+    model.train()
+    model.zero_grad()
+    empty = dict(batch, lesion=torch.zeros_like(lesion))
+    g, t, f = model.generator_loss(empty)
+    assert t["G_gan_lesion"] == 0
+    d_loss, d_terms = model.discriminator_loss(empty, f)
+    assert d_terms["D_lesion_real"] == 0 and d_terms["D_lesion_fake"] == 0
+    d_loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() == 0 for p in model.D_lesion.parameters())
+    with pytest.raises(ConfigError, match="data.lesion_key"):
+        model.generator_loss(tiny_batch())
 
 
 def test_a_few_adam_steps_reduce_l1(tiny_batch, make_model, adam_steps):

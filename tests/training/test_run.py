@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from synthseq.errors import ConfigError
+from synthseq.synthesis import Synthesizer
 from synthseq.training import load_checkpoint, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,8 +102,22 @@ def test_lesion_reference_l1_is_trained_and_logged(tiny_cfg, tiny_root, tmp_path
     assert load_checkpoint(run_dir / "last.pt")["config"]["loss"]["pix2pix"]["lambda_reference"] == 10.0
 
 
+def test_lesion_crop_discriminator_is_trained_saved_and_reloaded(tiny_cfg, tmp_path):
+    run_dir = run(tiny_cfg("pix2pix", "train.steps=3", "data.lesion_key=lesions", "data.lesion_slice_weight=4",
+                           "loss.pix2pix.lambda_lesion_gan=2", "loss.pix2pix.lesion_crop=24",
+                           "data.image_size=32"))
+    rows = _log(run_dir)
+    assert any(r["G_gan_lesion"] > 0 for r in rows) and all(np.isfinite(r["D_lesion_real"]) for r in rows)
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    assert any(k.startswith("D_lesion.") for k in ckpt["model"])
+    assert ckpt["config"]["loss"]["pix2pix"]["lesion_crop"] == 24
+    syn = Synthesizer.from_checkpoint(run_dir / "last.pt")  # the checkpoint alone rebuilds the model
+    assert syn.model.D_lesion is not None
+
+
 @pytest.mark.parametrize("extra", [["loss.pix2pix.lambda_lesion=5"],
-                                   ["loss.pix2pix.lambda_lesion=5", "data.lesion_key=lesions", "data.paired=false"]])
+                                   ["loss.pix2pix.lambda_lesion=5", "data.lesion_key=lesions", "data.paired=false"],
+                                   ["loss.pix2pix.lambda_lesion_gan=5", "loss.pix2pix.lesion_crop=16"]])
 def test_lesion_weight_needs_paired_lesion_maps(tiny_cfg, extra):
     cfg = tiny_cfg("pix2pix", "train.steps=1", *extra)
     with pytest.raises(ConfigError, match=r"loss\.pix2pix\.lambda_lesion"):
@@ -130,14 +145,16 @@ def test_ddp_two_cpu_processes_write_one_checkpoint(tiny_args, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), str(REPO / "train.py"), str(REPO / "configs" / "pix2pix_cpu_tiny.yaml"),
-           *tiny_args("pix2pix"), f"train.out_dir={out}", "train.steps=3", "train.grad_accum=2"]
+           *tiny_args("pix2pix"), f"train.out_dir={out}", "train.steps=3", "train.grad_accum=2",
+           # with the lesion-crop discriminator too: DDP needs it in every backward, lesions or not
+           "loss.pix2pix.lambda_lesion_gan=1", "loss.pix2pix.lesion_crop=16"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in out.glob("*.pt")) == ["best.pt", "last.pt"]
     assert not list(out.glob(".*tmp*"))  # no leftovers of a second writer
     ckpt = load_checkpoint(out / "last.pt")
-    assert ckpt["step"] == 3
+    assert ckpt["step"] == 3 and any(k.startswith("D_lesion.") for k in ckpt["model"])
     assert ckpt["rng"]["world_size"] == 2 and len(ckpt["rng"]["per_rank"]) == 2
     # per-rank streams differ (seed + rank)
     assert not torch.equal(ckpt["rng"]["per_rank"][0]["torch"], ckpt["rng"]["per_rank"][1]["torch"])
