@@ -12,6 +12,7 @@ from torch import nn
 
 from synthseq.cli import main
 from synthseq.config import load_config, to_dict
+from synthseq.data.slicing import SliceView
 from synthseq.errors import ConfigError, InputError
 from synthseq.io import Volume, load_volume, save_volume
 from synthseq.models import build_gan
@@ -108,6 +109,22 @@ def test_t1w_on_another_grid_is_resampled_onto_the_t2w_grid():
     # and the output of the T2w channel is the T2w itself (denormalized with its own parameters)
     same = _synth(k=1)(t2, extra={"T1w": t1})
     np.testing.assert_allclose(same.data, t2.data, rtol=1e-5, atol=1e-3)
+
+
+def test_context_stacks_are_key_major_as_in_training():
+    # 2.5D with two inputs: channels (T1w i-1, i, i+1, T2w i-1, i, i+1), the order PairedSliceDataset builds
+    t2 = _t2w()
+    t2 = Volume(t2.data * (1.0 + 0.1 * np.arange(t2.shape[2], dtype=np.float32)), t2.affine)  # slices differ
+    t1 = Volume(_world_linear(t2.affine, t2.shape), t2.affine)
+    view = SliceView.from_affine(t2.affine, "sagittal")
+    outs = [view.to_slices(_synth(k=k, context_slices=3)(t2, extra={"T1w": t1}).data) for k in range(6)]
+    ref = view.to_slices(t2.data)
+    inside = ref < np.percentile(ref, 99)  # above the 99.5th percentile the output is clipped at tanh's +1
+    np.testing.assert_allclose(outs[4][inside], ref[inside], rtol=1e-5, atol=1e-3)  # T2w, centre slice
+    for centre, before, after in ((1, 0, 2), (4, 3, 5)):
+        np.testing.assert_allclose(outs[before][1:], outs[centre][:-1], rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(outs[after][:-1], outs[centre][1:], rtol=1e-5, atol=1e-3)
+    assert not np.allclose(outs[1], outs[4], rtol=0.05)  # T1w channels are not the T2w's
 
 
 def test_rigid_refinement_keeps_the_grid():
