@@ -164,11 +164,10 @@ class Pix2Pix(GANModel):
     def discriminator_modules(self) -> list[str]:
         return ["D", "D_lesion"] if self.lambda_lesion_gan > 0 else ["D"]
 
-    def _lesion_pairs(self, real_a: Tensor, img: Tensor, boxes: Tensor) -> tuple[Tensor, bool]:
-        """``concat(A, img)`` cropped to ``boxes`` for ``D_lesion``, and whether any crop is real. A batch without
-        lesions gets one crop of the first slice, weighted 0 by the caller, so that ``D_lesion`` takes part in every
-        step (DDP needs every parameter in every backward)."""
-        pairs = torch.cat([real_a, img], 1)
+    def _lesion_pairs(self, pairs: Tensor, boxes: Tensor) -> tuple[Tensor, bool]:
+        """The ``concat(A, image)`` batch ``pairs`` (what ``D`` judges) cropped to ``boxes`` for ``D_lesion``, and
+        whether any crop is real. A batch without lesions gets one crop of the first slice, weighted 0 by the caller,
+        so that ``D_lesion`` takes part in every step (DDP needs every parameter in every backward)."""
         if boxes.numel():
             return take_crops(pairs, boxes, self.lesion_crop), True
         return pairs[:1, :, :self.lesion_crop, :self.lesion_crop], False
@@ -176,7 +175,8 @@ class Pix2Pix(GANModel):
     def generator_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         real_a, real_b = batch["A"], batch["B"]
         fake_b = self.G(real_a)
-        g_gan = self.criterion_gan(self.D(torch.cat([real_a, fake_b], 1)), True, for_discriminator=False)
+        fake_pairs = torch.cat([real_a, fake_b], 1)
+        g_gan = self.criterion_gan(self.D(fake_pairs), True, for_discriminator=False)
         g_l1 = l1_loss(fake_b, real_b)
         loss = g_gan + self.lambda_l1 * g_l1
         terms = {"G_gan": g_gan, "G_l1": g_l1}
@@ -206,7 +206,7 @@ class Pix2Pix(GANModel):
                 raise ConfigError("loss.pix2pix.lambda_lesion_gan > 0 but the batch has no lesion map: set "
                                   "data.lesion_key")
             fakes["lesion_boxes"] = boxes = lesion_boxes(batch["lesion"], self.lesion_crop)
-            crops, any_lesion = self._lesion_pairs(real_a, fake_b, boxes)
+            crops, any_lesion = self._lesion_pairs(fake_pairs, boxes)
             terms["G_gan_lesion"] = self.criterion_gan(self.D_lesion(crops), True, for_discriminator=False) \
                 * float(any_lesion)
             loss = loss + self.lambda_lesion_gan * terms["G_gan_lesion"]
@@ -215,14 +215,15 @@ class Pix2Pix(GANModel):
     def discriminator_loss(self, batch: dict[str, Tensor], fakes: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         real_a, real_b = batch["A"], batch["B"]
         fake_b = fakes["fake_B"].detach()
-        d_fake = self.criterion_gan(self.D(torch.cat([real_a, fake_b], 1)), False)
-        d_real = self.criterion_gan(self.D(torch.cat([real_a, real_b], 1)), True)
+        fake_pairs, real_pairs = torch.cat([real_a, fake_b], 1), torch.cat([real_a, real_b], 1)
+        d_fake = self.criterion_gan(self.D(fake_pairs), False)
+        d_real = self.criterion_gan(self.D(real_pairs), True)
         loss = 0.5 * (d_real + d_fake)
         terms = {"D_real": d_real.detach(), "D_fake": d_fake.detach()}
         if self.lambda_lesion_gan > 0:
             boxes = fakes["lesion_boxes"]
-            fake_c, any_lesion = self._lesion_pairs(real_a, fake_b, boxes)
-            real_c, _ = self._lesion_pairs(real_a, real_b, boxes)
+            fake_c, any_lesion = self._lesion_pairs(fake_pairs, boxes)
+            real_c, _ = self._lesion_pairs(real_pairs, boxes)
             w = float(any_lesion)
             terms["D_lesion_fake"] = self.criterion_gan(self.D_lesion(fake_c), False) * w
             terms["D_lesion_real"] = self.criterion_gan(self.D_lesion(real_c), True) * w
