@@ -91,7 +91,7 @@ class DataConfig:
     register: bool = False  #: rigidly register each target onto its input grid (NCC) after affine resampling
     lesion_key: str | None = None  #: e.g. "lesions": per-subject lesion map (code > 0 = lesion) for loss.pix2pix.lambda_lesion
     lesion_slice_weight: float = 1.0  #: paired + lesion_key: slices with a lesion drawn this many times as often (> 1 also keeps the lesion in the crop)
-    label_key: str | None = None  #: e.g. "labels": tissue label map (phantom codes) giving each lesion's reference tissue for loss.pix2pix.lambda_reference
+    label_key: str | None = None  #: e.g. "labels": tissue label map (phantom codes): each lesion's reference tissue for loss.pix2pix.lambda_reference, tissue classes for lambda_tissue
     augment: bool = True
     gpu_resident: bool | None = None  #: slice bank resident on the training device (None/true); false: DataLoader
     num_workers: int = 0
@@ -142,6 +142,7 @@ class Pix2PixLossConfig:
     lambda_ssim: float = 0.0  #: weight of 1 - SSIM (the metric's SSIM)
     lambda_lesion: float = 0.0  #: extra L1 averaged over lesion pixels only (needs data.lesion_key)
     lambda_reference: float = 0.0  #: extra L1 averaged over each lesion's normal reference tissue (needs data.lesion_key and data.label_key)
+    lambda_tissue: float = 0.0  #: extra L1 with every tissue class of data.label_key weighted equally (synthseq.codes.tissue_balance_weights)
     lambda_perceptual: float = 0.0  #: weight of LPIPS (backbone weights from the torch cache)
     lambda_lesion_gan: float = 0.0  #: adversarial term of a second discriminator on crops centred on lesions (needs data.lesion_key)
     lesion_crop: int = 32  #: side in pixels of those crops (must fit data.image_size)

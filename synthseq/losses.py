@@ -90,6 +90,22 @@ def l1_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     return (diff * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def weighted_l1_loss(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Weighted mean absolute error ``sum(|pred - target| * weight) / sum(weight)``.
+
+    Args:
+        pred, target: ``(B, C, H, W)``.
+        weight: ``(B, 1 or C, H, W)`` weights >= 0 (broadcast over channels), e.g. tissue-balance weights.
+
+    Returns:
+        Scalar (0 where all weights are 0).
+    """
+    diff = (pred - target).abs()
+    weight = weight.to(diff.dtype).expand_as(diff)
+    total = weight.sum()
+    return (diff * weight).sum() / torch.where(total > 0, total, torch.ones_like(total))
+
+
 #: Floor of :func:`log_l1_loss`, as a fraction of the intensity range: it caps how much more a dark pixel's error
 #: weighs than a bright one's (at most ``1 / LOG_L1_EPS`` = 20x at the bottom of the range, against a pixel at the top).
 LOG_L1_EPS = 0.05

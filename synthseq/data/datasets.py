@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..codes import body_mask_from_labels, reference_masks
+from ..codes import body_mask_from_labels, reference_masks, tissue_balance_weights
 from ..errors import InputError
 from ..io import Volume, load_volume
 from .layout import Subject, grid_key
@@ -69,6 +69,9 @@ class SliceStack:
         reference: ``(S, 1, H, W)`` float32 {0, 1}: the normal tissue each present lesion class is measured against
             (:func:`synthseq.codes.reference_masks`, in the slices holding that class) when a lesion map and a
             tissue label map were asked for, else None.
+        tissue_weight: ``(S, 1, H, W)`` float32 >= 0: :func:`synthseq.codes.tissue_balance_weights` of the tissue
+            label map (every tissue class the same total weight, mean 1 over the body, 0 outside) when asked for,
+            else None.
     """
 
     subject: str
@@ -84,6 +87,7 @@ class SliceStack:
     view: SagittalView | None = None
     lesion: np.ndarray | None = None
     reference: np.ndarray | None = None
+    tissue_weight: np.ndarray | None = None
 
     def keep(self, min_foreground: float) -> np.ndarray:
         """Indices of the slices whose body fraction is at least ``min_foreground``."""
@@ -120,6 +124,7 @@ def prepare_subject(
     with_inputs: bool = True,
     lesion_key: str | None = None,
     label_key: str | None = None,
+    tissue_weights: bool = False,
     slice_plane: str = "sagittal",
     preprocessor: Preprocessor | None = None,
 ) -> SliceStack:
@@ -142,8 +147,10 @@ def prepare_subject(
         with_inputs: False builds a target-only stack (the target is then the reference; unpaired pools).
         lesion_key: sequence key of a lesion map (e.g. ``"lesions"``) to slice as :attr:`SliceStack.lesion`;
             the subject must have it (InputError otherwise: an absent map must not read as "no lesion").
-        label_key: with ``lesion_key``, sequence key of a tissue label map (phantom codes, e.g. ``"labels"``) from
-            which :attr:`SliceStack.reference` is made; the subject must have it.
+        label_key: sequence key of a tissue label map (phantom codes, e.g. ``"labels"``) from which, with
+            ``lesion_key``, :attr:`SliceStack.reference` is made, and with ``tissue_weights``
+            :attr:`SliceStack.tissue_weight`; the subject must have it.
+        tissue_weights: build :attr:`SliceStack.tissue_weight` from ``label_key``'s map.
         slice_plane: ``"sagittal"`` | ``"axial"`` | ``"coronal"`` | ``"acquisition"``
             (:class:`~synthseq.data.slicing.SliceView`; acquisition resolves on the reference grid).
     """
@@ -208,20 +215,25 @@ def prepare_subject(
                              f"maps with data.lesion_key=null loss.pix2pix.lambda_lesion=0)")
         lesion_codes = code_map(lesion_key)
         lesion = np.ascontiguousarray(view.to_slices(lesion_codes > 0))[:, None].astype(np.float32)
-    reference = None
+    reference = tissue_weight = None
     if label_key is not None:
-        if lesion_key is None:
-            raise ValueError("label_key (lesion reference tissue) needs lesion_key")
+        if lesion_key is None and not tissue_weights:
+            raise ValueError("label_key needs lesion_key (lesion reference tissue) or tissue_weights")
         if not subject.has(label_key):
-            raise InputError(f"{subject.id}: no {label_key} file for the lesion-reference loss (train without it "
-                             f"with data.label_key=null loss.pix2pix.lambda_reference=0)")
-        lab_sl = np.ascontiguousarray(view.to_slices(code_map(label_key)))
-        les_sl = np.ascontiguousarray(view.to_slices(lesion_codes))
-        refs = reference_masks(lab_sl.astype(np.int64), les_sl.astype(np.int64), slice_axis=0)
-        union = np.zeros(lab_sl.shape, bool)
-        for m in refs.values():
-            union |= m
-        reference = union[:, None].astype(np.float32)
+            raise InputError(f"{subject.id}: no {label_key} file for the tissue-label losses (train without it "
+                             f"with data.label_key=null loss.pix2pix.lambda_reference=0 loss.pix2pix.lambda_tissue=0)")
+        lab_sl = np.ascontiguousarray(view.to_slices(code_map(label_key))).astype(np.int64)
+        if lesion_key is not None:
+            les_sl = np.ascontiguousarray(view.to_slices(lesion_codes))
+            refs = reference_masks(lab_sl, les_sl.astype(np.int64), slice_axis=0)
+            union = np.zeros(lab_sl.shape, bool)
+            for m in refs.values():
+                union |= m
+            reference = union[:, None].astype(np.float32)
+        if tissue_weights:
+            tissue_weight = tissue_balance_weights(lab_sl)[:, None]
+    elif tissue_weights:
+        raise ValueError("tissue_weights needs label_key (a tissue label map)")
 
     dh, dw = view.inplane_spacing(ref.spacing)
     if pixel_spacing_mm is not None:
@@ -233,6 +245,7 @@ def prepare_subject(
             mask = _resize_slices(mask, size, True)
             lesion = _resize_slices(lesion, size, True) if lesion is not None else None
             reference = _resize_slices(reference, size, True) if reference is not None else None
+            tissue_weight = _resize_slices(tissue_weight, size, False) if tissue_weight is not None else None
         dh = dw = float(pixel_spacing_mm)
     return SliceStack(
         subject=subject.id, A=None if a is None else np.ascontiguousarray(a, np.float32),
@@ -240,6 +253,7 @@ def prepare_subject(
         foreground=mask.mean(axis=(1, 2, 3)), pad_A=pad_a if pad_a is not None else np.zeros(0, np.float32),
         pad_B=pad_b if pad_b is not None else np.zeros(0, np.float32), spacing=(float(dh), float(dw)),
         norm=norms, alignment=alignment, view=view, lesion=lesion, reference=reference,
+        tissue_weight=tissue_weight,
     )
 
 
@@ -370,7 +384,9 @@ class PairedSliceDataset(_SliceDatasetBase):
     "subject": str, "slice": int}`` with ``H = W = image_size``, ``C_in = context_slices * len(input_keys)`` and
     ``slice`` the canonical sagittal index (right -> left); with ``lesion_key`` also ``"lesion": (1, H, W)``
     float {0, 1}, and with ``label_key`` too ``"reference": (1, H, W)`` float {0, 1} (each lesion's normal
-    reference tissue, :attr:`SliceStack.reference`), moved with A, B and mask. See the module docstring for the preparation.
+    reference tissue, :attr:`SliceStack.reference`); with ``label_key`` and ``tissue_weights``
+    ``"tissue_weight": (1, H, W)`` float >= 0 (:attr:`SliceStack.tissue_weight`, interpolated like an image under
+    augmentation); all moved with A, B and mask. See the module docstring for the preparation.
 
     Raises:
         InputError: no subjects, or no slice with enough body (naming the subjects); file problems name the file.
@@ -397,6 +413,7 @@ class PairedSliceDataset(_SliceDatasetBase):
         augment_settings: AugmentSettings | None = None,
         lesion_key: str | None = None,
         label_key: str | None = None,
+        tissue_weights: bool = False,
         slice_plane: str = "sagittal",
         lesion_slice_weight: float = 1.0,
     ) -> None:
@@ -404,7 +421,7 @@ class PairedSliceDataset(_SliceDatasetBase):
         self.input_keys, self.target_key, self.context_slices = list(input_keys), target_key, context_slices
         kw = dict(context_slices=context_slices, norm=norm, norm_percentiles=norm_percentiles,
                   pixel_spacing_mm=pixel_spacing_mm, register=register, norm_mask=norm_mask, lesion_key=lesion_key,
-                  label_key=label_key, slice_plane=slice_plane)
+                  label_key=label_key, tissue_weights=tissue_weights, slice_plane=slice_plane)
         self.stacks = [prepare_subject(s, self.input_keys, target_key, **kw) for s in subjects]
         self.index = self._index(self.stacks, min_foreground)
         self._check(self.index, self.stacks, "paired dataset", min_foreground)
@@ -453,6 +470,9 @@ class PairedSliceDataset(_SliceDatasetBase):
         if st.reference is not None:
             arrays.append((st.reference[sj], 0.0))
             keys.append("reference")
+        if st.tissue_weight is not None:
+            arrays.append((st.tissue_weight[sj], 0.0))
+            keys.append("tissue_weight")
         around = self._centres[i] if self._centres is not None and self.lesion_slice_weight > 1 else None
         item = dict(zip(keys, self._crop(arrays, rng, around)), subject=st.subject, slice=sj)
         if self.augment:

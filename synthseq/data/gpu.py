@@ -11,7 +11,7 @@ batched tensor ops (no Python loop over the batch, no host synchronisation):
    than the crop lies wholly inside it), or centred when ``augment`` is False (an exact integer crop);
 3. with ``augment``: one affine per item (flip along W, rotation, isotropic zoom, shift) applied with kornia's
    ``warp_affine`` to A, B and mask together (ONE call on the concatenated channels, so a pair stays aligned;
-   unpaired B gets its own draw); the mask is re-binarized (> 0.5). Then intensity transforms on A only
+   unpaired B gets its own draw); the masks are re-binarized (> 0.5; a tissue weight map stays as interpolated). Then intensity transforms on A only
    (multiplicative quadratic bias field, gamma, Gaussian noise). Parameters, distributions and operations are
    those of :mod:`synthseq.data.transforms`, shared with the map-style datasets.
 
@@ -101,7 +101,9 @@ class GPUSliceBank:
     "B": (B, 1, S, S), "mask": (B, 1, S, S)}`` float32 on the bank's device with ``S = image_size``, A and B in
     model space (~[-1, 1]), mask in {0, 1}. A paired bank built from stacks with lesion maps also gives
     ``"lesion": (B, 1, S, S)`` in {0, 1} (stored as a second ``mask`` channel, so it moves with the pair), and
-    from stacks with lesion reference maps too ``"reference": (B, 1, S, S)`` (a third channel).
+    from stacks with lesion reference maps too ``"reference": (B, 1, S, S)`` (a third channel), and from stacks
+    with tissue weight maps ``"tissue_weight": (B, 1, S, S)`` (float >= 0, the last channel, interpolated, never
+    binarized). :attr:`mask_names` names the channels of the stored mask tensor in order.
     """
 
     def __init__(
@@ -119,9 +121,14 @@ class GPUSliceBank:
         rank: int = 0,
         world_size: int = 1,
         device: torch.device | str | None = None,
+        mask_names: Sequence[str] | None = None,
     ) -> None:
         device = torch.device(device) if device is not None else a.device
         c = a.shape[1]
+        names = tuple(mask_names) if mask_names is not None else ("mask", "lesion", "reference")[: mask.shape[1]]
+        if len(names) != mask.shape[1] or names[0] != "mask":
+            raise ValueError(f"mask_names {names} do not name the {mask.shape[1]} mask channel(s), 'mask' first")
+        self.mask_names = names
         # one tensor per pool, so a batch is ONE gather + ONE warp; A / B / mask are views into it
         # (concatenated where the inputs are, e.g. on the host, then moved: one device copy, no 2x peak)
         if paired:
@@ -192,15 +199,15 @@ class GPUSliceBank:
         hc = max(size, max(h for h, _ in sizes))
         wc = max(size, max(w for _, w in sizes))
         a, boxes_a = _canvas(ds.stacks_a, index_a, "A", "pad_A", hc, wc, dtype)
-        mask, _ = _canvas(ds.stacks_a, index_a, "mask", None, hc, wc, dtype)
-        if ds.paired and ds.stacks_a[index_a[0][0]].lesion is not None:
-            mask = torch.cat([mask, _canvas(ds.stacks_a, index_a, "lesion", None, hc, wc, dtype)[0]], 1)
-            if ds.stacks_a[index_a[0][0]].reference is not None:
-                mask = torch.cat([mask, _canvas(ds.stacks_a, index_a, "reference", None, hc, wc, dtype)[0]], 1)
+        first = ds.stacks_a[index_a[0][0]]
+        names = ["mask"] + [k for k in ("lesion", "reference", "tissue_weight")
+                            if ds.paired and getattr(first, k) is not None]
+        mask = torch.cat([_canvas(ds.stacks_a, index_a, k, None, hc, wc, dtype)[0] for k in names], 1)
         b, boxes_b = _canvas(ds.stacks_b, index_b, "B", "pad_B", hc, wc, dtype)
         bank = cls(a, mask, b, boxes_a, boxes_b, size, ds.paired,
                    augment_settings=augment_settings or ds.augment_settings,
-                   seed=ds.seed if seed is None else seed, rank=rank, world_size=world_size, device=device)
+                   seed=ds.seed if seed is None else seed, rank=rank, world_size=world_size, device=device,
+                   mask_names=names)
         weight = getattr(ds, "lesion_slice_weight", 1.0) if lesion_slice_weight is None else lesion_slice_weight
         if weight != 1.0:
             bank.use_lesion_sampling(weight)
@@ -212,9 +219,9 @@ class GPUSliceBank:
         least ``image_size // 8`` pixels inside (where the slice allows), so the lesion is in the crop."""
         if not weight > 0:
             raise ValueError(f"lesion slice weight must be > 0, got {weight}")
-        if self.mask.shape[1] < 2:
+        if "lesion" not in self.mask_names:
             raise ValueError("lesion sampling needs a paired bank with lesion maps (data.lesion_key)")
-        les = self.mask[:, 1] > 0.5  # (N, Hc, Wc)
+        les = self.mask[:, self.mask_names.index("lesion")] > 0.5  # (N, Hc, Wc)
         has = les.flatten(1).any(1)
         self._weights = torch.where(has, float(weight), 1.0).to(self.device, torch.float32)
         if weight <= 1.0:
@@ -300,15 +307,13 @@ class GPUSliceBank:
         else:
             a, m = out[:, :c], out[:, c:]
             b = self._cut(self.B, ib, off_b, geo_b)
+        out = {"A": a, "B": b}
+        for i, name in enumerate(self.mask_names):
+            ch = m[:, i: i + 1]
+            out[name] = (ch > 0.5).to(ch.dtype) if augment and name != "tissue_weight" else ch
         if augment:
-            m = (m > 0.5).to(m.dtype)
-            a = apply_intensity(a, inten, self._bias_basis, g)
-        out = {"A": a.float().contiguous(), "B": b.float().contiguous(), "mask": m[:, :1].float().contiguous()}
-        if m.shape[1] > 1:
-            out["lesion"] = m[:, 1:2].float().contiguous()
-        if m.shape[1] > 2:
-            out["reference"] = m[:, 2:3].float().contiguous()
-        return out
+            out["A"] = apply_intensity(a, inten, self._bias_basis, g)
+        return {k: v.float().contiguous() for k, v in out.items()}
 
     def _origins(self, idx: Tensor, lo: Tensor, hi: Tensor, augment: bool, g: torch.Generator) -> Tensor:
         """Crop origins ``(B, 2)`` (row, col): uniform in ``[lo, hi]`` or its midpoint."""

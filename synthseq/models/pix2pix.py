@@ -1,7 +1,7 @@
 """pix2pix (Isola et al. 2017): paired T2w -> STIR translation with a conditional PatchGAN.
 
 Generator objective: ``GAN(D(A, G(A)) -> real) + lambda_l1 * L1(G(A), B) + lambda_log_l1 * L1_log``
-``+ lambda_lesion * L1_lesion + lambda_reference * L1_reference + lambda_ssim * (1 - SSIM)``
+``+ lambda_lesion * L1_lesion + lambda_reference * L1_reference + lambda_tissue * L1_tissue + lambda_ssim * (1 - SSIM)``
 ``+ lambda_perceptual * LPIPS + lambda_lesion_gan * GAN(D_lesion(crop(A, G(A))) -> real)`` (all but the first two
 optional, off by default). ``L1_log`` is the L1 of log intensities (:func:`synthseq.losses.log_l1_loss`): relative
 error, so the dark tissue STIR's contrasts are measured against is not rendered a little too bright for the sake of
@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..losses import GANLoss, PerceptualLoss, l1_loss, log_l1_loss, ssim_loss
+from ..losses import GANLoss, PerceptualLoss, l1_loss, log_l1_loss, ssim_loss, weighted_l1_loss
 from .base import GANModel
 from .kinds import network, register_gan
 
@@ -77,6 +77,8 @@ class Pix2Pix(GANModel):
             a batch without lesion pixels adds 0).
         lambda_reference: weight of the L1 over lesion reference tissue (batches then need ``"reference"``
             ``(B, 1, H, W)`` {0, 1}; an empty map adds 0).
+        lambda_tissue: weight of the tissue-balanced L1 (batches then need ``"tissue_weight"`` ``(B, 1, H, W)``
+            >= 0, :func:`synthseq.codes.tissue_balance_weights`): the per-pixel error averaged with those weights.
         lambda_ssim: weight of ``1 - SSIM`` (data_range 2).
         lambda_perceptual: weight of LPIPS (backbone weights from the torch cache; loaded on first use).
         perceptual_net: LPIPS backbone (``"alex" | "vgg" | "squeeze"``).
@@ -85,7 +87,7 @@ class Pix2Pix(GANModel):
         lambda_lesion_gan: weight of its adversarial term in the generator objective.
         lesion_crop: side of the lesion crops in pixels.
 
-    The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_l1_log, G_l1_lesion, G_l1_reference, G_ssim,
+    The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_l1_log, G_l1_lesion, G_l1_reference, G_l1_tissue, G_ssim,
     G_perceptual, G_gan_lesion]`` and ``D_real, D_fake[, D_lesion_real, D_lesion_fake]``; ``fakes`` is
     ``{"fake_B": G(A)}`` plus, with the lesion discriminator, ``"lesion_boxes"`` (the crops its step reuses).
     """
@@ -99,6 +101,7 @@ class Pix2Pix(GANModel):
         lambda_log_l1: float = 0.0,
         lambda_lesion: float = 0.0,
         lambda_reference: float = 0.0,
+        lambda_tissue: float = 0.0,
         lambda_ssim: float = 0.0,
         lambda_perceptual: float = 0.0,
         perceptual_net: str = "alex",
@@ -109,6 +112,7 @@ class Pix2Pix(GANModel):
         super().__init__()
         for key, value in (("lambda_l1", lambda_l1), ("lambda_log_l1", lambda_log_l1),
                            ("lambda_lesion", lambda_lesion), ("lambda_reference", lambda_reference),
+                           ("lambda_tissue", lambda_tissue),
                            ("lambda_ssim", lambda_ssim), ("lambda_perceptual", lambda_perceptual),
                            ("lambda_lesion_gan", lambda_lesion_gan)):
             if value < 0:
@@ -122,6 +126,7 @@ class Pix2Pix(GANModel):
         self.lambda_log_l1 = lambda_log_l1
         self.lambda_lesion = lambda_lesion
         self.lambda_reference = lambda_reference
+        self.lambda_tissue = lambda_tissue
         self.lambda_ssim = lambda_ssim
         self.lambda_perceptual = lambda_perceptual
         self.perceptual = PerceptualLoss(perceptual_net) if lambda_perceptual > 0 else None
@@ -133,7 +138,7 @@ class Pix2Pix(GANModel):
     @classmethod
     def from_config(cls, model_cfg, loss_cfg, in_channels: int, gan_mode: str) -> Pix2Pix:
         """G: ``C_in -> 1``; D on ``C_in + 1`` channels; weights from ``loss.pix2pix`` (lambda_l1 / lambda_log_l1 /
-        lambda_lesion / lambda_reference / lambda_ssim / lambda_perceptual); with ``lambda_lesion_gan > 0`` a
+        lambda_lesion / lambda_reference / lambda_tissue / lambda_ssim / lambda_perceptual); with ``lambda_lesion_gan > 0`` a
         second ``model.discriminator`` (same kwargs) for the ``lesion_crop`` crops."""
         w = loss_cfg.pix2pix
         d_lesion = None
@@ -154,7 +159,7 @@ class Pix2Pix(GANModel):
             network(model_cfg.discriminator, dict(model_cfg.discriminator_kwargs or {}), "discriminator",
                     in_channels=in_channels + 1),
             gan_mode=gan_mode, lambda_l1=w.lambda_l1, lambda_log_l1=w.lambda_log_l1, lambda_lesion=w.lambda_lesion,
-            lambda_reference=w.lambda_reference, lambda_ssim=w.lambda_ssim, lambda_perceptual=w.lambda_perceptual,
+            lambda_reference=w.lambda_reference, lambda_tissue=w.lambda_tissue, lambda_ssim=w.lambda_ssim, lambda_perceptual=w.lambda_perceptual,
             lesion_discriminator=d_lesion, lambda_lesion_gan=w.lambda_lesion_gan, lesion_crop=w.lesion_crop,
         )
 
@@ -194,6 +199,12 @@ class Pix2Pix(GANModel):
                                   "data.lesion_key and data.label_key")
             terms["G_l1_reference"] = l1_loss(fake_b, real_b, batch["reference"])
             loss = loss + self.lambda_reference * terms["G_l1_reference"]
+        if self.lambda_tissue > 0:
+            if "tissue_weight" not in batch:
+                raise ConfigError("loss.pix2pix.lambda_tissue > 0 but the batch has no tissue weight map: set "
+                                  "data.label_key")
+            terms["G_l1_tissue"] = weighted_l1_loss(fake_b, real_b, batch["tissue_weight"])
+            loss = loss + self.lambda_tissue * terms["G_l1_tissue"]
         if self.lambda_ssim > 0:
             terms["G_ssim"] = ssim_loss(fake_b, real_b)
             loss = loss + self.lambda_ssim * terms["G_ssim"]

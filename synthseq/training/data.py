@@ -104,7 +104,8 @@ class LoaderSource:
                                          pin_memory=self.pin_memory, generator=g,
                                          persistent_workers=False))
         self._next = (epoch, i + 1)  # after the epoch's last batch this never matches: the next call rebuilds
-        return {k: v for k, v in next(self._iter).items() if k in ("A", "B", "mask", "lesion", "reference")}
+        return {k: v for k, v in next(self._iter).items() if k in ("A", "B", "mask", "lesion", "reference",
+                                                                  "tissue_weight")}
 
 
 @dataclass
@@ -205,9 +206,12 @@ def train_dataset(cfg: Config, subjects: list[Subject], targets: list[Subject] |
     if cfg.loss.pix2pix.lambda_reference > 0 and not (cfg.data.lesion_key and cfg.data.label_key and cfg.data.paired):
         raise ConfigError("loss.pix2pix.lambda_reference > 0 needs paired data, data.lesion_key (e.g. lesions) and "
                           "data.label_key (e.g. labels)")
-    if cfg.data.label_key and not cfg.data.lesion_key:
-        raise ConfigError(f"data.label_key={cfg.data.label_key}: the lesion reference tissue needs data.lesion_key "
-                          f"(e.g. lesions)")
+    tissue = cfg.loss.pix2pix.lambda_tissue > 0
+    if tissue and not (cfg.data.label_key and cfg.data.paired):
+        raise ConfigError("loss.pix2pix.lambda_tissue > 0 needs paired data and data.label_key (e.g. labels)")
+    if cfg.data.label_key and not (cfg.data.lesion_key or tissue):
+        raise ConfigError(f"data.label_key={cfg.data.label_key}: the tissue labels are used by the lesion reference "
+                          f"(needs data.lesion_key, e.g. lesions) or by loss.pix2pix.lambda_tissue > 0; set one")
     from ..data.datasets import PairedSliceDataset, UnpairedSliceDataset
 
     if not subjects:
@@ -220,7 +224,7 @@ def train_dataset(cfg: Config, subjects: list[Subject], targets: list[Subject] |
                           f"weight > 0")
     if cfg.data.paired:  # registration refines a pair's alignment: it has no meaning for unpaired pools
         return PairedSliceDataset(subjects, register=cfg.data.register, lesion_key=cfg.data.lesion_key,
-                                  label_key=cfg.data.label_key, lesion_slice_weight=w, **kw)
+                                  label_key=cfg.data.label_key, tissue_weights=tissue, lesion_slice_weight=w, **kw)
     targets = subjects if targets is None else targets
     pools = cfg.data.unpaired_pools
     if pools == "shared":

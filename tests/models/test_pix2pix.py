@@ -118,6 +118,25 @@ def test_reference_term_is_the_l1_inside_the_reference_map(tiny_batch, make_mode
         model.generator_loss(dict(batch, lesion=lesion))
 
 
+def test_tissue_term_is_the_weighted_l1(tiny_batch, make_model):
+    model = make_model(lambda_tissue=9.0)
+    batch = tiny_batch()
+    weight = torch.zeros_like(batch["B"])
+    weight[:, :, 2:6, 3:9] = 4.0
+    weight[:, :, 8:12, 1:5] = 0.5
+    loss, terms, fakes = model.generator_loss(dict(batch, tissue_weight=weight))
+    diff = (fakes["fake_B"] - batch["B"]).abs().detach()
+    torch.testing.assert_close(terms["G_l1_tissue"], (diff * weight).sum() / weight.sum())
+    torch.testing.assert_close(loss.detach(), terms["G_gan"] + 100 * terms["G_l1"] + 9 * terms["G_l1_tissue"])
+    # only weighted pixels pull on the output: a term-only backward leaves the others' gradient 0
+    fake = fakes["fake_B"].detach().requires_grad_(True)
+    losses.weighted_l1_loss(fake, batch["B"], weight).backward()
+    assert (fake.grad[weight == 0] == 0).all() and (fake.grad[weight > 0] != 0).all()
+    assert losses.weighted_l1_loss(fake, batch["B"], torch.zeros_like(weight)) == 0
+    with pytest.raises(ConfigError, match="data.label_key"):
+        model.generator_loss(batch)
+
+
 def test_lesion_boxes_hold_a_lesion_pixel_and_stay_inside():
     lesion = torch.zeros(3, 1, 40, 48)
     lesion[0, 0, 20, 30] = 1  # one pixel: the crop is centred on it

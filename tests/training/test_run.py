@@ -102,6 +102,14 @@ def test_lesion_reference_l1_is_trained_and_logged(tiny_cfg, tiny_root, tmp_path
     assert load_checkpoint(run_dir / "last.pt")["config"]["loss"]["pix2pix"]["lambda_reference"] == 10.0
 
 
+def test_tissue_balanced_l1_is_trained_and_logged(tiny_cfg):
+    # no lesion map needed: the weights come from the tissue labels alone
+    run_dir = run(tiny_cfg("pix2pix", "train.steps=2", "data.label_key=labels", "loss.pix2pix.lambda_tissue=30"))
+    rows = _log(run_dir)
+    assert all(0 < r["G_l1_tissue"] < 2 for r in rows)
+    assert load_checkpoint(run_dir / "last.pt")["config"]["loss"]["pix2pix"]["lambda_tissue"] == 30.0
+
+
 def test_lesion_crop_discriminator_is_trained_saved_and_reloaded(tiny_cfg, tmp_path):
     run_dir = run(tiny_cfg("pix2pix", "train.steps=3", "data.lesion_key=lesions", "data.lesion_slice_weight=4",
                            "loss.pix2pix.lambda_lesion_gan=2", "loss.pix2pix.lesion_crop=24",
