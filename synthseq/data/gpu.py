@@ -11,9 +11,9 @@ batched tensor ops (no Python loop over the batch, no host synchronisation):
    than the crop lies wholly inside it), or centred when ``augment`` is False (an exact integer crop);
 3. with ``augment``: one affine per item (flip along W, rotation, isotropic zoom, shift) applied with kornia's
    ``warp_affine`` to A, B and mask together (ONE call on the concatenated channels, so a pair stays aligned;
-   unpaired B gets its own draw); the masks are re-binarized (> 0.5; a tissue weight map stays as interpolated). Then intensity transforms on A only
-   (multiplicative quadratic bias field, gamma, Gaussian noise). Parameters, distributions and operations are
-   those of :mod:`synthseq.data.transforms`, shared with the map-style datasets.
+   unpaired B gets its own draw); the masks are re-binarized (> 0.5; a tissue weight map stays as interpolated).
+   Then intensity transforms on A only (multiplicative quadratic bias field, gamma, Gaussian noise). Parameters,
+   distributions and operations are those of :mod:`synthseq.data.transforms`, shared with the map-style datasets.
 
 Why draw the parameters ourselves and call kornia's functional warp rather than ``kornia.augmentation`` modules:
 those modules draw from the global RNG, so a batch could not be replayed from a given ``torch.Generator``. Here
