@@ -74,36 +74,22 @@ class GANLoss(nn.Module):
 
 
 def l1_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Mean absolute error, optionally only where ``mask`` is 1.
+    """Mean absolute error, optionally only where ``mask`` is 1, or weighted by it.
 
     Args:
         pred, target: ``(B, C, H, W)``.
-        mask: ``(B, 1 or C, H, W)`` weights in {0, 1} (broadcast over channels) or None.
+        mask: ``(B, 1 or C, H, W)`` weights >= 0 (broadcast over channels): a {0, 1} mask (lesion, reference
+            tissue) or real weights (tissue-balance weights); or None.
 
     Returns:
-        Scalar: ``sum(|pred - target| * mask) / sum(mask)`` over all elements (0 for an empty mask).
+        Scalar: ``sum(|pred - target| * mask) / sum(mask)`` over all elements (0 when every weight is 0).
     """
     diff = (pred - target).abs()
     if mask is None:
         return diff.mean()
     mask = mask.to(diff.dtype).expand_as(diff)
-    return (diff * mask).sum() / mask.sum().clamp_min(1.0)
-
-
-def weighted_l1_loss(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
-    """Weighted mean absolute error ``sum(|pred - target| * weight) / sum(weight)``.
-
-    Args:
-        pred, target: ``(B, C, H, W)``.
-        weight: ``(B, 1 or C, H, W)`` weights >= 0 (broadcast over channels), e.g. tissue-balance weights.
-
-    Returns:
-        Scalar (0 where all weights are 0).
-    """
-    diff = (pred - target).abs()
-    weight = weight.to(diff.dtype).expand_as(diff)
-    total = weight.sum()
-    return (diff * weight).sum() / torch.where(total > 0, total, torch.ones_like(total))
+    total = mask.sum()
+    return (diff * mask).sum() / torch.where(total > 0, total, torch.ones_like(total))
 
 
 #: Floor of :func:`log_l1_loss`, as a fraction of the intensity range: it caps how much more a dark pixel's error

@@ -1,9 +1,9 @@
 """pix2pix (Isola et al. 2017): paired T2w -> STIR translation with a conditional PatchGAN.
 
 Generator objective: ``GAN(D(A, G(A)) -> real) + lambda_l1 * L1(G(A), B) + lambda_log_l1 * L1_log``
-``+ lambda_lesion * L1_lesion + lambda_reference * L1_reference + lambda_tissue * L1_tissue + lambda_ssim * (1 - SSIM)``
-``+ lambda_perceptual * LPIPS + lambda_lesion_gan * GAN(D_lesion(crop(A, G(A))) -> real)`` (all but the first two
-optional, off by default). ``L1_log`` is the L1 of log intensities (:func:`synthseq.losses.log_l1_loss`): relative
+``+ lambda_lesion * L1_lesion + lambda_reference * L1_reference + lambda_tissue * L1_tissue``
+``+ lambda_ssim * (1 - SSIM) + lambda_perceptual * LPIPS + lambda_lesion_gan * GAN(D_lesion(crop(A, G(A))) -> real)``
+(all but the first two optional, off by default). ``L1_log`` is the L1 of log intensities (:func:`synthseq.losses.log_l1_loss`): relative
 error, so the dark tissue STIR's contrasts are measured against is not rendered a little too bright for the sake of
 the bright tissue. ``L1_lesion`` is the L1 averaged over lesion pixels only (``batch["lesion"]``): lesions are a
 fraction of a percent of the pixels, so the plain L1 barely sees them, and lesion contrast is what downstream
@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..losses import GANLoss, PerceptualLoss, l1_loss, log_l1_loss, ssim_loss, weighted_l1_loss
+from ..losses import GANLoss, PerceptualLoss, l1_loss, log_l1_loss, ssim_loss
 from .base import GANModel
 from .kinds import network, register_gan
 
@@ -87,8 +87,8 @@ class Pix2Pix(GANModel):
         lambda_lesion_gan: weight of its adversarial term in the generator objective.
         lesion_crop: side of the lesion crops in pixels.
 
-    The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_l1_log, G_l1_lesion, G_l1_reference, G_l1_tissue, G_ssim,
-    G_perceptual, G_gan_lesion]`` and ``D_real, D_fake[, D_lesion_real, D_lesion_fake]``; ``fakes`` is
+    The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_l1_log, G_l1_lesion, G_l1_reference,
+    G_l1_tissue, G_ssim, G_perceptual, G_gan_lesion]`` and ``D_real, D_fake[, D_lesion_real, D_lesion_fake]``; ``fakes`` is
     ``{"fake_B": G(A)}`` plus, with the lesion discriminator, ``"lesion_boxes"`` (the crops its step reuses).
     """
 
@@ -188,23 +188,17 @@ class Pix2Pix(GANModel):
         if self.lambda_log_l1 > 0:
             terms["G_l1_log"] = log_l1_loss(fake_b, real_b)
             loss = loss + self.lambda_log_l1 * terms["G_l1_log"]
-        if self.lambda_lesion > 0:
-            if "lesion" not in batch:
-                raise ConfigError("loss.pix2pix.lambda_lesion > 0 but the batch has no lesion map: set data.lesion_key")
-            terms["G_l1_lesion"] = l1_loss(fake_b, real_b, batch["lesion"])
-            loss = loss + self.lambda_lesion * terms["G_l1_lesion"]
-        if self.lambda_reference > 0:
-            if "reference" not in batch:
-                raise ConfigError("loss.pix2pix.lambda_reference > 0 but the batch has no lesion reference map: set "
-                                  "data.lesion_key and data.label_key")
-            terms["G_l1_reference"] = l1_loss(fake_b, real_b, batch["reference"])
-            loss = loss + self.lambda_reference * terms["G_l1_reference"]
-        if self.lambda_tissue > 0:
-            if "tissue_weight" not in batch:
-                raise ConfigError("loss.pix2pix.lambda_tissue > 0 but the batch has no tissue weight map: set "
-                                  "data.label_key")
-            terms["G_l1_tissue"] = weighted_l1_loss(fake_b, real_b, batch["tissue_weight"])
-            loss = loss + self.lambda_tissue * terms["G_l1_tissue"]
+        # L1 terms restricted to / weighted by a batch map: (batch key, weight, term, the map, what provides it)
+        for key, weight, term, what, config in (
+                ("lesion", self.lambda_lesion, "lesion", "lesion map", "data.lesion_key"),
+                ("reference", self.lambda_reference, "reference", "lesion reference map",
+                 "data.lesion_key and data.label_key"),
+                ("tissue_weight", self.lambda_tissue, "tissue", "tissue weight map", "data.label_key")):
+            if weight > 0:
+                if key not in batch:
+                    raise ConfigError(f"loss.pix2pix.lambda_{term} > 0 but the batch has no {what}: set {config}")
+                terms[f"G_l1_{term}"] = l1_loss(fake_b, real_b, batch[key])
+                loss = loss + weight * terms[f"G_l1_{term}"]
         if self.lambda_ssim > 0:
             terms["G_ssim"] = ssim_loss(fake_b, real_b)
             loss = loss + self.lambda_ssim * terms["G_ssim"]

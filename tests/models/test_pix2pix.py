@@ -130,9 +130,9 @@ def test_tissue_term_is_the_weighted_l1(tiny_batch, make_model):
     torch.testing.assert_close(loss.detach(), terms["G_gan"] + 100 * terms["G_l1"] + 9 * terms["G_l1_tissue"])
     # only weighted pixels pull on the output: a term-only backward leaves the others' gradient 0
     fake = fakes["fake_B"].detach().requires_grad_(True)
-    losses.weighted_l1_loss(fake, batch["B"], weight).backward()
+    losses.l1_loss(fake, batch["B"], weight).backward()
     assert (fake.grad[weight == 0] == 0).all() and (fake.grad[weight > 0] != 0).all()
-    assert losses.weighted_l1_loss(fake, batch["B"], torch.zeros_like(weight)) == 0
+    assert losses.l1_loss(fake, batch["B"], torch.zeros_like(weight)) == 0
     with pytest.raises(ConfigError, match="data.label_key"):
         model.generator_loss(batch)
 
