@@ -152,7 +152,8 @@ def measure_imaging(lesions: np.ndarray, affine: np.ndarray) -> dict:
 
 
 def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", field_strength: float = 1.5,
-                     misregistration_mm: float = 0.0, realism: str = "classic") -> PhantomSubject:
+                     misregistration_mm: float = 0.0, realism: str = "classic",
+                     stir_te_ms: float | None = None) -> PhantomSubject:
     """Simulate one subject: anatomy, injuries, T2w, STIR and T1w acquisitions, labels and the cohort row.
 
     Args:
@@ -164,6 +165,9 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
         realism: ``"classic"`` (the original phantom), ``"faithful"`` (patient-like anatomy, tissue texture and
             acquisition physics: ``realistic.py``) or ``"randomized"`` (faithful with widened contrast and
             artefact ranges and a per-subject field strength: domain randomization for training).
+        stir_te_ms: the STIR echo time (ms) instead of the drawn one (None: drawn). The draw still happens, so
+            every other parameter, the T2w, the T1w, the labels and the noise stay bit-identical: the same subject
+            with its STIR acquired at another TE (the inputs carry no trace of the target's TE).
     """
     pr = get_preset(preset)
     fs = _check_field(field_strength)
@@ -171,6 +175,7 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
         raise ConfigError(f"misregistration_mm: must be >= 0, got {misregistration_mm}")
     if realism not in REALISM:
         raise ConfigError(f"realism: must be one of {', '.join(REALISM)}, got {realism!r}")
+    te = _check_stir_te(stir_te_ms)
     # spawn(n)'s first children do not depend on n: the T1w (7th) and texture (8th, realistic modes only)
     # streams leave the other streams unchanged
     streams = np.random.SeedSequence(int(rng_seed)).spawn(8)
@@ -195,10 +200,10 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
 
     if realism == "classic":
         prot, arr, acq_extra = _render_classic(cv, painted, anat, plan, pr, fs, float(misregistration_mm), r_prot,
-                                               r_mis, r_noise, r_t1)
+                                               r_mis, r_noise, r_t1, stir_te_ms=te)
     else:
         prot, arr, acq_extra = realistic.render(cv, painted, anat, plan, pr, fs, float(misregistration_mm), r_prot,
-                                                r_mis, r_noise, r_t1, mode=realism, r_tex=r_tex)
+                                                r_mis, r_noise, r_t1, mode=realism, r_tex=r_tex, stir_te_ms=te)
     t2, st, t1, labels, lesions = (arr[k] for k in ("t2w", "stir", "t1w", "labels", "lesions"))
 
     # (slice, AP, SI) -> storage (AP, SI, LR)
@@ -227,12 +232,14 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
 
 
 def _render_classic(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: float, r_prot, r_mis, r_noise,
-                    r_t1) -> tuple:
+                    r_t1, stir_te_ms: float | None = None) -> tuple:
     """The classic acquisition chain (grid-resolution painting, Gaussian PSF, polynomial bias, Rician noise).
 
     Returns ``(protocol, arrays, {})`` with arrays ``t2w, stir, t1w, labels, lesions`` of shape ``(n, nj, nk)``.
     """
     prot = sample_protocol(r_prot, fs, pr, misregistration_mm, r_mis)
+    if stir_te_ms is not None:
+        prot.stir_te_ms = stir_te_ms
     sample_t1w_protocol(r_t1, prot, pr)
     book = SignalBook(prot)
     comps = class_composition(anat.ff_marrow)
@@ -287,12 +294,28 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+#: STIR echo times a fixed-TE phantom accepts (ms): the clinical range with margin (the draws span 30-70 ms)
+STIR_TE_RANGE_MS = (10.0, 150.0)
+
+
+def _check_stir_te(stir_te_ms: float | None) -> float | None:
+    if stir_te_ms is None:
+        return None
+    te = float(stir_te_ms)
+    lo, hi = STIR_TE_RANGE_MS
+    if not lo <= te <= hi:  # also false for nan
+        raise ConfigError(f"stir_te_ms: expected a STIR echo time in [{lo:g}, {hi:g}] ms, got {stir_te_ms}")
+    return te
+
+
 def generate_dataset(out_dir: str | Path, subjects: int = 8, seed: int = 0, preset: str = "default",
                      field_strength: float = 1.5, preview: bool = False, overwrite: bool = False,
-                     misregistration_mm: float = 0.0, progress: bool = True, realism: str = "classic") -> Path:
+                     misregistration_mm: float = 0.0, progress: bool = True, realism: str = "classic",
+                     stir_te_ms: float | None = None) -> Path:
     """Write a phantom dataset (layout in the module docstring) and return its folder.
 
     Refuses a non-empty ``out_dir`` unless ``overwrite``. Same arguments -> byte-identical NIfTI files.
+    ``stir_te_ms`` fixes every subject's STIR echo time (:func:`generate_subject`; recorded in dataset.json).
     """
     out = Path(out_dir)
     if int(subjects) < 1:
@@ -305,6 +328,7 @@ def generate_dataset(out_dir: str | Path, subjects: int = 8, seed: int = 0, pres
     fs = _check_field(field_strength)
     if misregistration_mm < 0:
         raise ConfigError(f"misregistration_mm: must be >= 0, got {misregistration_mm}")
+    te = _check_stir_te(stir_te_ms)
     _prepare_out(out, overwrite)
 
     rows, records, shown = [], {}, []
@@ -312,7 +336,7 @@ def generate_dataset(out_dir: str | Path, subjects: int = 8, seed: int = 0, pres
     for i, sid in enumerate(progress_bar(ids, desc="phantom", disable=None if progress else True)):
         rs = subject_seed(seed, i)
         rec = generate_subject(sid, rs, preset=pr.name, field_strength=fs, misregistration_mm=misregistration_mm,
-                               realism=realism)
+                               realism=realism, stir_te_ms=te)
         folder = out / sid
         folder.mkdir(exist_ok=True)
         for name, v, dt in (("T2w", rec.t2w, np.float32), ("STIR", rec.stir, np.float32), ("T1w", rec.t1w, np.float32),
@@ -336,6 +360,7 @@ def generate_dataset(out_dir: str | Path, subjects: int = 8, seed: int = 0, pres
         "seed": int(seed), "preset": pr.name, "preset_params": pr.to_dict(), "field_strength_T": fs,
         "misregistration_mm": float(misregistration_mm), "n_subjects": int(subjects),
         **({} if realism == "classic" else {"realism": realism}),
+        **({} if te is None else {"stir_te_ms": te}),
         "labels": {str(k): v for k, v in TISSUES.items()}, "lesions": {str(k): v for k, v in LESIONS.items()},
         "files": {s: f"{{subject}}/{{subject}}_{s}.nii.gz" for s in SEQUENCES},
         "subjects": records, "cohort_model": model_description(),

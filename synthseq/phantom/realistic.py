@@ -37,13 +37,16 @@ def fine_grid(y: np.ndarray, z: np.ndarray, preset: Preset) -> tuple[np.ndarray,
 
 
 def render(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: float, r_prot, r_mis, r_noise,
-           r_t1, *, mode: str, r_tex: np.random.Generator):
+           r_t1, *, mode: str, r_tex: np.random.Generator, stir_te_ms: float | None = None):
     """Signals, textures and acquisition of one painted subject.
 
     Returns ``(protocol, arrays, extra)``: arrays ``t2w, stir, t1w`` float32 and ``labels, lesions`` uint8, all
     ``(n_slices, nj, nk)``; ``extra`` the k-space, texture and relaxation-jitter parameters (for dataset.json).
+    ``stir_te_ms`` replaces the drawn STIR echo time (after the draw: the other draws are unchanged).
     """
     prot, ks, _ = sample_acquisition(r_prot, fs, pr, mode, misregistration_mm, r_mis)
+    if stir_te_ms is not None:
+        prot.stir_te_ms = stir_te_ms
     book = SignalBook(prot)
     extra = {"realism": mode, "kspace": ks.to_dict()}
     if mode == "randomized":

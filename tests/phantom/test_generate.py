@@ -122,6 +122,38 @@ def test_field_strength_changes_the_protocol():
     np.testing.assert_array_equal(a.labels.data, b.labels.data)
 
 
+@pytest.mark.parametrize("realism", ["classic", "faithful"])
+def test_fixed_stir_te_changes_only_the_stir(realism):
+    drawn = generate_subject("s", 5, preset="tiny", realism=realism)
+    te = drawn.acquisition["stir_te_ms"]
+    short = generate_subject("s", 5, preset="tiny", realism=realism, stir_te_ms=30.0)
+    long_ = generate_subject("s", 5, preset="tiny", realism=realism, stir_te_ms=90.0)
+    same = generate_subject("s", 5, preset="tiny", realism=realism, stir_te_ms=te)
+    for rec in (short, long_):
+        for kind in ("t2w", "t1w", "labels", "lesions"):  # the inputs carry no trace of the target's TE
+            np.testing.assert_array_equal(getattr(rec, kind).data, getattr(drawn, kind).data)
+        assert not np.array_equal(rec.stir.data, drawn.stir.data)
+        assert {k: v for k, v in rec.acquisition.items() if k != "stir_te_ms"} == \
+            {k: v for k, v in drawn.acquisition.items() if k != "stir_te_ms"}
+    assert (short.acquisition["stir_te_ms"], long_.acquisition["stir_te_ms"]) == (30.0, 90.0)
+    np.testing.assert_allclose(same.stir.data, drawn.stir.data, rtol=1e-5, atol=1e-3)  # noise stream unchanged
+    # physics: a longer TE darkens short-T2 muscle against long-T2 CSF on STIR
+    lab = drawn.labels.data
+    ratio = lambda r: np.median(r.stir.data[lab == 3]) / np.median(r.stir.data[lab == 10])  # noqa: E731
+    assert ratio(long_) < 0.8 * ratio(short)
+
+
+def test_fixed_stir_te_in_dataset_json_and_range_checked(tmp_path):
+    out = generate_dataset(tmp_path / "te", subjects=1, preset="tiny", stir_te_ms=45.0, progress=False)
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["stir_te_ms"] == 45.0 and acq_of(meta, "sub-0001")["stir_te_ms"] == 45.0
+    assert "stir_te_ms" not in json.loads((generate_dataset(tmp_path / "d", subjects=1, preset="tiny",
+                                                            progress=False) / "dataset.json").read_text())
+    for bad in (5.0, 400.0, float("nan")):
+        with pytest.raises(ConfigError, match="stir_te_ms"):
+            generate_subject("s", 0, preset="tiny", stir_te_ms=bad)
+
+
 def test_cli_phantom(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["phantom", "--out", str(out), "--subjects", "1", "--seed", "2", "--preset", "tiny", "--field",

@@ -66,6 +66,7 @@ def test_binary_config_file_is_named(cli, tmp_path):
 @pytest.mark.parametrize(("option", "value"), [
     ("--misregistration-mm", "inf"), ("--misregistration-mm", "nan"), ("--misregistration-mm", "-1"),
     ("--misregistration-mm", "1e9"), ("--subjects", "0"), ("--subjects", "-3"),
+    ("--stir-te", "nan"), ("--stir-te", "inf"), ("--stir-te", "500"), ("--stir-te", "0"),
 ])
 def test_phantom_options_finite_and_in_range(cli, tmp_path, option, value):
     out = tmp_path / "ph"

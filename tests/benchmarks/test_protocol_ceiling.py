@@ -1,0 +1,44 @@
+"""benchmarks/protocol_ceiling.py: the same subjects with the STIR at one fixed TE, scored as a prediction."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from synthseq.io import load_volume, save_volume
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def test_protocol_ceiling_quick(tmp_path, run_benchmark):
+    work = tmp_path / "w"
+    r = run_benchmark("protocol_ceiling", tmp_path, "--quick", "--work", str(work), timeout=600)
+    assert r["benchmark"] == "protocol_ceiling" and len(r["subjects"]) == 3
+    assert all(35.0 <= te <= 60.0 for te in r["stir_te_drawn_ms"].values())
+    ssim = r["ceiling"]["ssim"]
+    assert ssim["n"] == 3 and 0.3 < ssim["mean"] < 1.0  # the same anatomy and noise, another TE: close, not equal
+    for sid in r["subjects"]:  # inputs copied unchanged, the STIR re-acquired at the fixed TE
+        a, b = work / "phantom" / sid, work / "fixed_te" / sid
+        assert (a / f"{sid}_T2w.nii.gz").read_bytes() == (b / f"{sid}_T2w.nii.gz").read_bytes()
+        assert not np.array_equal(load_volume(a / f"{sid}_STIR.nii.gz").data, load_volume(b / f"{sid}_STIR.nii.gz").data)
+    assert json.loads((work / "fixed_te" / "dataset.json").read_text())["stir_te_ms"] == 47.5
+
+
+def test_protocol_ceiling_refuses_a_dataset_it_cannot_regenerate(tmp_path):
+    from synthseq.phantom import generate_dataset
+
+    data = generate_dataset(tmp_path / "ph", subjects=1, preset="tiny", progress=False)
+    t2 = data / "sub-0001" / "sub-0001_T2w.nii.gz"
+    vol = load_volume(t2)
+    save_volume(vol.with_data(vol.data * 1.01), t2, overwrite=True)  # no longer what the generator writes
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({"train": [], "val": [], "test": ["sub-0001"]}))
+    proc = subprocess.run([sys.executable, str(BENCH / "protocol_ceiling.py"), "--data", str(data), "--splits",
+                           str(splits), "--work", str(tmp_path / "w")], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and str(t2) in proc.stderr and "differs" in proc.stderr
