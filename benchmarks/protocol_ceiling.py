@@ -51,6 +51,7 @@ def regenerate(data: Path, subjects: list[str], te: float, out: Path) -> dict:
     from synthseq.errors import InputError
     from synthseq.io import load_volume, save_volume
     from synthseq.phantom import generate_subject
+    from synthseq.utils import atomic_write_text
 
     meta_path = data / "dataset.json"
     if not meta_path.is_file():
@@ -78,7 +79,7 @@ def regenerate(data: Path, subjects: list[str], te: float, out: Path) -> dict:
     fixed = {**meta, "n_subjects": len(subjects), "stir_te_ms": te,
              "subjects": {s: {**meta["subjects"][s], "acquisition": {**meta["subjects"][s]["acquisition"],
                                                                        "stir_te_ms": te}} for s in subjects}}
-    (out / "dataset.json").write_text(json.dumps(fixed, indent=1) + "\n")
+    atomic_write_text(out / "dataset.json", json.dumps(fixed, indent=1) + "\n")
     return drawn
 
 
