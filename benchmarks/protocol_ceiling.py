@@ -119,11 +119,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args(argv)
     from synthseq.errors import SynthseqError
-    from synthseq.phantom.generate import STIR_TE_RANGE_MS
+    from synthseq.phantom.generate import check_stir_te
 
-    lo, hi = STIR_TE_RANGE_MS
-    if not lo <= args.stir_te <= hi:
-        ap.error(f"--stir-te: expected an echo time in [{lo:g}, {hi:g}] ms, got {args.stir_te}")
+    try:
+        check_stir_te(args.stir_te, "--stir-te")
+    except SynthseqError as exc:
+        fail(ap, exc)
     preds = {}
     for spec in args.pred:
         name, sep, folder = spec.partition("=")

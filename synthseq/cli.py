@@ -110,18 +110,14 @@ MAX_MISREGISTRATION_MM = 20.0  #: beyond this a shift is not a misregistration b
 
 def _run_phantom(args: argparse.Namespace) -> int:
     from .phantom import generate_dataset
+    from .phantom.generate import check_stir_te
 
     if args.subjects < 1:
         raise SynthseqError(f"--subjects must be at least 1, got {args.subjects}")
     if not 0.0 <= args.misregistration_mm <= MAX_MISREGISTRATION_MM:  # also false for nan; inf is out of range
         raise SynthseqError(f"--misregistration-mm: expected a finite number of mm in [0, {MAX_MISREGISTRATION_MM:g}], "
                             f"got {args.misregistration_mm}")
-    if args.stir_te is not None:
-        from .phantom.generate import STIR_TE_RANGE_MS
-
-        lo, hi = STIR_TE_RANGE_MS
-        if not lo <= args.stir_te <= hi:  # also false for nan
-            raise SynthseqError(f"--stir-te: expected an echo time in [{lo:g}, {hi:g}] ms, got {args.stir_te}")
+    check_stir_te(args.stir_te, "--stir-te")  # named as the option, before anything is written
     out = generate_dataset(
         args.out, subjects=args.subjects, seed=args.seed, preset=args.preset, field_strength=args.field,
         preview=args.preview, overwrite=args.overwrite, misregistration_mm=args.misregistration_mm,

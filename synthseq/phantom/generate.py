@@ -175,7 +175,7 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
         raise ConfigError(f"misregistration_mm: must be >= 0, got {misregistration_mm}")
     if realism not in REALISM:
         raise ConfigError(f"realism: must be one of {', '.join(REALISM)}, got {realism!r}")
-    te = _check_stir_te(stir_te_ms)
+    te = check_stir_te(stir_te_ms)
     # spawn(n)'s first children do not depend on n: the T1w (7th) and texture (8th, realistic modes only)
     # streams leave the other streams unchanged
     streams = np.random.SeedSequence(int(rng_seed)).spawn(8)
@@ -298,13 +298,15 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 STIR_TE_RANGE_MS = (10.0, 150.0)
 
 
-def _check_stir_te(stir_te_ms: float | None) -> float | None:
+def check_stir_te(stir_te_ms: float | None, name: str = "stir_te_ms") -> float | None:
+    """``stir_te_ms`` as a float (None passes through); ConfigError naming ``name`` (the argument or option the
+    value came from) unless it lies in :data:`STIR_TE_RANGE_MS` (NaN never does)."""
     if stir_te_ms is None:
         return None
     te = float(stir_te_ms)
     lo, hi = STIR_TE_RANGE_MS
     if not lo <= te <= hi:  # also false for nan
-        raise ConfigError(f"stir_te_ms: expected a STIR echo time in [{lo:g}, {hi:g}] ms, got {stir_te_ms}")
+        raise ConfigError(f"{name}: expected a STIR echo time in [{lo:g}, {hi:g}] ms, got {stir_te_ms}")
     return te
 
 
@@ -328,7 +330,7 @@ def generate_dataset(out_dir: str | Path, subjects: int = 8, seed: int = 0, pres
     fs = _check_field(field_strength)
     if misregistration_mm < 0:
         raise ConfigError(f"misregistration_mm: must be >= 0, got {misregistration_mm}")
-    te = _check_stir_te(stir_te_ms)
+    te = check_stir_te(stir_te_ms)
     _prepare_out(out, overwrite)
 
     rows, records, shown = [], {}, []
