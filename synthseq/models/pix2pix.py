@@ -3,18 +3,18 @@
 Generator objective: ``GAN(D(A, G(A)) -> real) + lambda_l1 * L1(G(A), B) + lambda_log_l1 * L1_log``
 ``+ lambda_lesion * L1_lesion + lambda_reference * L1_reference + lambda_tissue * L1_tissue``
 ``+ lambda_ssim * (1 - SSIM) + lambda_perceptual * LPIPS + lambda_lesion_gan * GAN(D_lesion(crop(A, G(A))) -> real)``
-(all but the first two optional, off by default). ``L1_log`` is the L1 of log intensities (:func:`synthseq.losses.log_l1_loss`): relative
-error, so the dark tissue STIR's contrasts are measured against is not rendered a little too bright for the sake of
-the bright tissue. ``L1_lesion`` is the L1 averaged over lesion pixels only (``batch["lesion"]``): lesions are a
-fraction of a percent of the pixels, so the plain L1 barely sees them, and lesion contrast is what downstream
-readers and models need from pseudo-STIR. ``L1_reference`` is the L1 averaged over the normal tissue each lesion's
-contrast is measured against (``batch["reference"]``; e.g. the interspinous ligaments for a PLC injury,
-:data:`synthseq.codes.REFERENCE_TISSUES`): contrast has two ends, and a thin dark reference rendered too bright
-flattens it as much as a faint lesion. Both maps are training-time annotations; inference needs none. ``D_lesion``
-is a second conditional discriminator (same architecture as ``D``) that sees only square crops centred on a random
-lesion pixel of each slice that has one (:func:`lesion_boxes`): the full-image PatchGAN spends almost none of its
-patches on lesions, so it can leave a lesion and the dark tissue around it blurred or flattened without being
-caught.
+(all but the first two optional, off by default). ``L1_log`` is the L1 of log intensities
+(:func:`synthseq.losses.log_l1_loss`): relative error, so the dark tissue STIR's contrasts are measured against is
+not rendered a little too bright for the sake of the bright tissue. ``L1_lesion`` is the L1 averaged over lesion
+pixels only (``batch["lesion"]``): lesions are a fraction of a percent of the pixels, so the plain L1 barely sees
+them, and lesion contrast is what downstream readers and models need from pseudo-STIR. ``L1_reference`` is the L1
+averaged over the normal tissue each lesion's contrast is measured against (``batch["reference"]``; e.g. the
+interspinous ligaments for a PLC injury, :data:`synthseq.codes.REFERENCE_TISSUES`): contrast has two ends, and a
+thin dark reference rendered too bright flattens it as much as a faint lesion. Both maps are training-time
+annotations; inference needs none. ``D_lesion`` is a second conditional discriminator (same architecture as ``D``)
+that sees only square crops centred on a random lesion pixel of each slice that has one (:func:`lesion_boxes`): the
+full-image PatchGAN spends almost none of its patches on lesions, so it can leave a lesion and the dark tissue
+around it blurred or flattened without being caught.
 Discriminator objective: ``0.5 * (GAN(D(A, B) -> real) + GAN(D(A, G(A)) -> fake))``, plus the same on the lesion
 crops for ``D_lesion``.
 """
@@ -88,8 +88,8 @@ class Pix2Pix(GANModel):
         lesion_crop: side of the lesion crops in pixels.
 
     The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_l1_log, G_l1_lesion, G_l1_reference,
-    G_l1_tissue, G_ssim, G_perceptual, G_gan_lesion]`` and ``D_real, D_fake[, D_lesion_real, D_lesion_fake]``; ``fakes`` is
-    ``{"fake_B": G(A)}`` plus, with the lesion discriminator, ``"lesion_boxes"`` (the crops its step reuses).
+    G_l1_tissue, G_ssim, G_perceptual, G_gan_lesion]`` and ``D_real, D_fake[, D_lesion_real, D_lesion_fake]``;
+    ``fakes`` is ``{"fake_B": G(A)}`` plus, with the lesion discriminator, ``"lesion_boxes"`` (the crops its step reuses).
     """
 
     def __init__(

@@ -24,7 +24,8 @@ def test_protocol_ceiling_quick(tmp_path, run_benchmark):
     for sid in r["subjects"]:  # inputs copied unchanged, the STIR re-acquired at the fixed TE
         a, b = work / "phantom" / sid, work / "fixed_te" / sid
         assert (a / f"{sid}_T2w.nii.gz").read_bytes() == (b / f"{sid}_T2w.nii.gz").read_bytes()
-        assert not np.array_equal(load_volume(a / f"{sid}_STIR.nii.gz").data, load_volume(b / f"{sid}_STIR.nii.gz").data)
+        stir_a, stir_b = (load_volume(f / f"{sid}_STIR.nii.gz").data for f in (a, b))
+        assert not np.array_equal(stir_a, stir_b)
     assert json.loads((work / "fixed_te" / "dataset.json").read_text())["stir_te_ms"] == 47.5
 
 
