@@ -1,7 +1,7 @@
 """How much lesion contrast a model that cannot see the target's protocol can recover: the STIR echo-time ceiling.
 
     python benchmarks/protocol_ceiling.py --data abl --splits runs/V/splits.json [--split test] [--stir-te 47.5]
-                                          [--pred NAME=runs/V/pred ...] --work DIR [--out result.json]
+                                          [--blind K] [--pred NAME=runs/V/pred ...] --work DIR [--out result.json]
     python benchmarks/protocol_ceiling.py --quick --work DIR
 
 Every phantom subject's STIR is acquired at its own drawn echo time (classic mode: 35-60 ms), and nothing in the
@@ -18,11 +18,18 @@ sees. Method:
    anatomy exactly but not the TE, scored by ``synthseq evaluate`` (its own percentile scale, ``--pred-norm
    own``) against each subject's drawn-TE STIR: contrast recovery per lesion class, SSIM. A model blind to the TE
    can beat it only by chance.
-3. **Each prediction** (``--pred NAME=FOLDER``, ``synthseq synthesize`` output; scale from its sidecars) scored
+3. **Blind ceiling** (``blind_ceiling``, ``--blind K``, default 16; 0 skips it): the TE is not the STIR's only
+   hidden number. Its TR, the TI's offset from the fat null, its SNR, gain and noise are drawn per subject too
+   (``sequences.STIR_FIELDS``). Each subject's STIR is re-acquired K times with all of them redrawn from their
+   ranges (``generate_subject(..., stir_redraw_seed=k)``: same anatomy, lesions and inputs), each normalized as
+   the target is, and the K are averaged: a Monte-Carlo estimate of the mean STIR given everything but the
+   STIR's protocol, the best an L1/L2-trained model that knows the anatomy exactly can aim at. Written in the
+   subject's T2w scale and scored like a model's output (``pred_norm="auto"``).
+4. **Each prediction** (``--pred NAME=FOLDER``, ``synthseq synthesize`` output; scale from its sidecars) scored
    twice: against the drawn-TE STIR (as ``synthseq evaluate`` scores it) and against the fixed-TE STIR
    (``fixed_te``): the part of the miss that comes from the TE draw, not from the model.
 
-``--quick`` (the test suite): a 3-subject tiny phantom written into ``WORK``, the ceiling only.
+``--quick`` (the test suite): a 3-subject tiny phantom written into ``WORK``, the ceilings only (K = 4).
 """
 
 from __future__ import annotations
@@ -91,6 +98,36 @@ def oracle_folder(fixed: Path, subjects: list[str], out: Path) -> Path:
     return out
 
 
+def blind_folder(data: Path, subjects: list[str], k: int, out: Path) -> Path:
+    """Per subject the mean of ``k`` STIR re-acquisitions with the STIR's own protocol and noise redrawn, in
+    model units as the target is normalized, written in its T2w's scale (``sub-X/sub-X_pseudoSTIR.nii.gz``)."""
+    from synthseq.codes import body_mask_from_labels
+    from synthseq.data.preprocess import Preprocessor
+    from synthseq.errors import InputError
+    from synthseq.io import load_volume, save_volume
+    from synthseq.phantom import generate_subject
+
+    meta = json.loads((data / "dataset.json").read_text())
+    pre = Preprocessor()  # the rule synthseq evaluate applies without a checkpoint
+    for sid in subjects:
+        rec_meta = meta["subjects"][sid]
+        t2w = load_volume(data / sid / f"{sid}_T2w.nii.gz", allow_zero=True)
+        body = body_mask_from_labels(load_volume(data / sid / f"{sid}_labels.nii.gz", allow_zero=True).data)
+        total = np.zeros(t2w.shape, np.float64)
+        for j in range(k):
+            rec = generate_subject(sid, rec_meta["seed"], preset=meta["preset"], field_strength=meta["field_strength_T"],
+                                   misregistration_mm=meta.get("misregistration_mm", 0.0),
+                                   realism=meta.get("realism", "classic"), stir_redraw_seed=j)
+            if not np.array_equal(rec.t2w.data, t2w.data):
+                raise InputError(f"{data / sid}: the regenerated T2w differs (dataset written by another generator "
+                                 f"version?)")
+            total += pre(rec.stir.data, mask=body, name=f"{sid} redraw {j}")[0]
+        mean = pre.invert((total / k).astype(np.float32), pre.fit(t2w.data, name=t2w.name))
+        (out / sid).mkdir(parents=True, exist_ok=True)
+        save_volume(t2w.with_data(mean), out / sid / f"{sid}_pseudoSTIR.nii.gz", dtype=np.float32, overwrite=True)
+    return out
+
+
 def score(pred: Path, target: Path, inputs: Path, subjects: list[str], out: Path, pred_norm: str) -> dict:
     """``synthseq evaluate`` of ``pred`` against ``target``: per metric and lesion class the pseudo-STIR mean and
     95 % CI (``summary.json``'s ``methods.pseudo_stir``, contrast recovery ``cr_*`` and reference bias ``rb_*``)."""
@@ -114,6 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--stir-te", type=float, default=DEFAULT_TE_MS, help=f"fixed STIR TE, ms (default {DEFAULT_TE_MS})")
     ap.add_argument("--pred", action="append", default=[], metavar="NAME=FOLDER",
                     help="a synthesize output folder to score against the drawn- and the fixed-TE STIR (repeat)")
+    ap.add_argument("--blind", type=int, default=16, metavar="K",
+                    help="STIR re-acquisitions averaged for the blind ceiling (default 16; 0: skip it)")
     ap.add_argument("--work", type=Path, required=True, help="scratch folder (fixed-TE phantom, evaluations)")
     ap.add_argument("--quick", action="store_true", help="3-subject tiny phantom, ceiling only (the test suite)")
     ap.add_argument("--out", help="also write the JSON here")
@@ -125,6 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
         check_stir_te(args.stir_te, "--stir-te")
     except SynthseqError as exc:
         fail(ap, exc)
+    if args.blind < 0:
+        ap.error(f"--blind: expected a count >= 0, got {args.blind}")
+    blind = 4 if args.quick else args.blind
     preds = {}
     for spec in args.pred:
         name, sep, folder = spec.partition("=")
@@ -152,6 +194,10 @@ def main(argv: list[str] | None = None) -> dict:
         result = {"benchmark": "protocol_ceiling", "environment": environment(), "data": str(data),
                   "subjects": subjects, "stir_te_fixed_ms": args.stir_te, "stir_te_drawn_ms": drawn,
                   "ceiling": score(oracle, data, data, subjects, args.work / "eval_ceiling", "own"), "predictions": {}}
+        if blind:
+            folder = blind_folder(data, subjects, blind, args.work / "blind")
+            result["blind_redraws"] = blind
+            result["blind_ceiling"] = score(folder, data, data, subjects, args.work / "eval_blind", "auto")
         for name, folder in preds.items():
             result["predictions"][name] = {
                 "drawn_te": score(folder, data, data, subjects, args.work / f"eval_{name}_drawn", "auto"),

@@ -61,6 +61,7 @@ from .sequences import (
     sample_t1w_protocol,
     shift_volume,
     slab_average,
+    take_stir_protocol,
 )
 from .tissues import FIELDS
 
@@ -153,7 +154,7 @@ def measure_imaging(lesions: np.ndarray, affine: np.ndarray) -> dict:
 
 def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", field_strength: float = 1.5,
                      misregistration_mm: float = 0.0, realism: str = "classic",
-                     stir_te_ms: float | None = None) -> PhantomSubject:
+                     stir_te_ms: float | None = None, stir_redraw_seed: int | None = None) -> PhantomSubject:
     """Simulate one subject: anatomy, injuries, T2w, STIR and T1w acquisitions, labels and the cohort row.
 
     Args:
@@ -168,6 +169,12 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
         stir_te_ms: the STIR echo time (ms) instead of the drawn one (None: drawn). The draw still happens, so
             every other parameter, the T2w, the T1w, the labels and the noise stay bit-identical: the same subject
             with its STIR acquired at another TE (the inputs carry no trace of the target's TE).
+        stir_redraw_seed: redraw the STIR's own protocol (``sequences.STIR_FIELDS``: TR, TE, the TI's offset from
+            the fat null, SNR, gain) from the same ranges, and its noise, with this seed (None: as drawn); the
+            T2w, T1w, labels, lesions and every other parameter stay bit-identical (faithful and randomized modes
+            keep the drawn vendor family and field strength). Averaging such redraws estimates what a model that
+            knows the subject exactly, but not the STIR's protocol, should predict
+            (``benchmarks/protocol_ceiling.py``). ``stir_te_ms``, when given too, wins over the redrawn TE.
     """
     pr = get_preset(preset)
     fs = _check_field(field_strength)
@@ -180,6 +187,9 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
     # streams leave the other streams unchanged
     streams = np.random.SeedSequence(int(rng_seed)).spawn(8)
     r_case, r_anat, r_prot, r_noise, r_out, r_mis, r_t1, r_tex = (np.random.default_rng(s) for s in streams)
+    if stir_redraw_seed is not None and (isinstance(stir_redraw_seed, bool) or int(stir_redraw_seed) < 0):
+        raise ConfigError(f"stir_redraw_seed: expected a non-negative integer, got {stir_redraw_seed!r}")
+    r_redraw = None if stir_redraw_seed is None else np.random.default_rng([int(rng_seed), int(stir_redraw_seed)])
 
     demo = sample_demographics(r_case)
     anat = (sample_anatomy if realism == "classic" else sample_anatomy_varied)(r_anat, demo.age, demo.sex)
@@ -200,10 +210,11 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
 
     if realism == "classic":
         prot, arr, acq_extra = _render_classic(cv, painted, anat, plan, pr, fs, float(misregistration_mm), r_prot,
-                                               r_mis, r_noise, r_t1, stir_te_ms=te)
+                                               r_mis, r_noise, r_t1, stir_te_ms=te, r_redraw=r_redraw)
     else:
         prot, arr, acq_extra = realistic.render(cv, painted, anat, plan, pr, fs, float(misregistration_mm), r_prot,
-                                                r_mis, r_noise, r_t1, mode=realism, r_tex=r_tex, stir_te_ms=te)
+                                                r_mis, r_noise, r_t1, mode=realism, r_tex=r_tex, stir_te_ms=te,
+                                                r_redraw=r_redraw)
     t2, st, t1, labels, lesions = (arr[k] for k in ("t2w", "stir", "t1w", "labels", "lesions"))
 
     # (slice, AP, SI) -> storage (AP, SI, LR)
@@ -232,12 +243,15 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
 
 
 def _render_classic(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: float, r_prot, r_mis, r_noise,
-                    r_t1, stir_te_ms: float | None = None) -> tuple:
+                    r_t1, stir_te_ms: float | None = None, r_redraw: np.random.Generator | None = None) -> tuple:
     """The classic acquisition chain (grid-resolution painting, Gaussian PSF, polynomial bias, Rician noise).
+    ``r_redraw``: the stream the STIR's own protocol and noise are redrawn from (``generate_subject``).
 
     Returns ``(protocol, arrays, {})`` with arrays ``t2w, stir, t1w, labels, lesions`` of shape ``(n, nj, nk)``.
     """
     prot = sample_protocol(r_prot, fs, pr, misregistration_mm, r_mis)
+    if r_redraw is not None:
+        take_stir_protocol(prot, sample_protocol(r_redraw, fs, pr, 0.0, r_redraw))
     if stir_te_ms is not None:
         prot.stir_te_ms = stir_te_ms
     sample_t1w_protocol(r_t1, prot, pr)
@@ -270,7 +284,8 @@ def _render_classic(cv, painted, anat, plan, pr: Preset, fs: float, misregistrat
     bias = bias_field(t2.shape, prot.bias)
     csf_t2, csf_st = book.t2w["csf"], abs(book.stir["csf"])
     t2 = rician(t2 * bias, csf_t2 / prot.snr_t2w, r_noise) * np.float32(prot.gain_t2w / csf_t2)
-    st = rician(st * bias, csf_st / prot.snr_stir, r_noise) * np.float32(prot.gain_stir / csf_st)
+    st = rician(st * bias, csf_st / prot.snr_stir, r_noise if r_redraw is None else r_redraw) \
+        * np.float32(prot.gain_stir / csf_st)
     mus_t1 = book.t1w["muscle"]
     t1 = rician(t1 * bias, mus_t1 / prot.snr_t1w, r_t1) * np.float32(prot.gain_t1w / mus_t1)
     return prot, {"t2w": t2, "stir": st, "t1w": t1, "labels": labels, "lesions": lesions}, {}

@@ -25,7 +25,7 @@ from .acquisition import OVERSAMPLE, acquire, coil_sensitivity, jitter_relaxatio
 from .classes import CLASS_LABEL, CSF, EPIFAT, IM_FAT, ISL, SUBCUT_FAT, class_composition
 from .injuries import render_marrow, render_soft_lesions
 from .presets import Preset
-from .sequences import Protocol, SignalBook, shift_volume
+from .sequences import Protocol, SignalBook, shift_volume, take_stir_protocol
 from .texture import Channels, apply_textures, sample_texture
 
 
@@ -37,14 +37,23 @@ def fine_grid(y: np.ndarray, z: np.ndarray, preset: Preset) -> tuple[np.ndarray,
 
 
 def render(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: float, r_prot, r_mis, r_noise,
-           r_t1, *, mode: str, r_tex: np.random.Generator, stir_te_ms: float | None = None):
+           r_t1, *, mode: str, r_tex: np.random.Generator, stir_te_ms: float | None = None,
+           r_redraw: np.random.Generator | None = None):
     """Signals, textures and acquisition of one painted subject.
 
     Returns ``(protocol, arrays, extra)``: arrays ``t2w, stir, t1w`` float32 and ``labels, lesions`` uint8, all
     ``(n_slices, nj, nk)``; ``extra`` the k-space, texture and relaxation-jitter parameters (for dataset.json).
-    ``stir_te_ms`` replaces the drawn STIR echo time (after the draw: the other draws are unchanged).
+    ``stir_te_ms`` replaces the drawn STIR echo time (after the draw: the other draws are unchanged). ``r_redraw``
+    redraws the STIR's own protocol fields and noise (``generate.generate_subject``'s ``stir_redraw_seed``) from
+    an acquisition of the same vendor family and field strength.
     """
     prot, ks, _ = sample_acquisition(r_prot, fs, pr, mode, misregistration_mm, r_mis)
+    if r_redraw is not None:
+        while True:  # rejection: the same scanner (vendor family, field); at most 6 combinations, a few draws
+            alt, _, vendor = sample_acquisition(r_redraw, fs, pr, mode, 0.0, r_redraw)
+            if vendor == ks.vendor and alt.field_strength_T == prot.field_strength_T:
+                break
+        take_stir_protocol(prot, alt)
     if stir_te_ms is not None:
         prot.stir_te_ms = stir_te_ms
     book = SignalBook(prot)
@@ -99,7 +108,8 @@ def render(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: f
     out = {}
     for key, fine, ref, snr, gain, rng in (
             ("t2w", t2f, book.t2w["csf"], prot.snr_t2w, prot.gain_t2w, r_noise),
-            ("stir", stf, abs(book.stir["csf"]), prot.snr_stir, prot.gain_stir, r_noise),
+            ("stir", stf, abs(book.stir["csf"]), prot.snr_stir, prot.gain_stir, r_noise if r_redraw is None
+             else r_redraw),
             ("t1w", t1f, book.t1w["muscle"], prot.snr_t1w, prot.gain_t1w, r_t1)):
         img = acquire(fine, fine * csf, pr, ks, coil, ref / snr, rng)
         out[key] = img * np.float32(gain / ref)

@@ -80,6 +80,17 @@ class Protocol:
                     else v) for k, v in d.items()}
 
 
+#: The STIR's own acquisition parameters: nothing in the T2w or T1w carries them (see ``take_stir_protocol``).
+STIR_FIELDS = ("stir_tr_ms", "stir_te_ms", "stir_ti_ms", "snr_stir", "gain_stir")
+
+
+def take_stir_protocol(prot: Protocol, other: Protocol) -> Protocol:
+    """Copy the STIR's own fields (:data:`STIR_FIELDS`) of ``other`` into ``prot``, in place; returns ``prot``."""
+    for name in STIR_FIELDS:
+        setattr(prot, name, getattr(other, name))
+    return prot
+
+
 def sample_protocol(rng: np.random.Generator, field_strength: float, preset: Preset,
                     misregistration_mm: float, rng_misreg: np.random.Generator) -> Protocol:
     """Per-subject protocol variation within clinical ranges (TR 2500-4000, TE 85-115 ms for T2w)."""

@@ -27,6 +27,24 @@ def test_protocol_ceiling_quick(tmp_path, run_benchmark):
         stir_a, stir_b = (load_volume(f / f"{sid}_STIR.nii.gz").data for f in (a, b))
         assert not np.array_equal(stir_a, stir_b)
     assert json.loads((work / "fixed_te" / "dataset.json").read_text())["stir_te_ms"] == 47.5
+    # blind ceiling: the mean of 4 re-acquisitions with the STIR's protocol and noise redrawn, in the T2w's scale
+    assert r["blind_redraws"] == 4 and r["blind_ceiling"]["ssim"]["n"] == 3
+    from scipy import ndimage
+
+    from synthseq.data.preprocess import Preprocessor
+
+    sid, pre = r["subjects"][0], Preprocessor()
+    folder = work / "phantom" / sid
+    t2w, labels = (load_volume(folder / f"{sid}_{k}.nii.gz", allow_zero=True) for k in ("T2w", "labels"))
+    blind = load_volume(work / "blind" / sid / f"{sid}_pseudoSTIR.nii.gz")
+    assert blind.shape == t2w.shape and np.allclose(blind.affine, t2w.affine)
+    body = labels.data > 0
+    mean_n = pre.apply(blind.data, pre.fit(t2w.data))
+    target_n = pre(load_volume(folder / f"{sid}_STIR.nii.gz").data, mask=body)[0]
+    csf = labels.data == 10
+    assert abs(mean_n[csf].mean() - target_n[csf].mean()) < 0.15  # the same physics on average
+    air = ndimage.binary_erosion(~body, np.ones((3, 3, 1)), iterations=3)
+    assert mean_n[air].std() < 0.75 * target_n[air].std()  # 4 noise draws averaged: about half the noise
 
 
 def test_protocol_ceiling_refuses_a_dataset_it_cannot_regenerate(tmp_path):

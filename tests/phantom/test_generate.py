@@ -6,6 +6,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from synthseq.cli import main
 from synthseq.errors import ConfigError, InputError
@@ -141,6 +142,36 @@ def test_fixed_stir_te_changes_only_the_stir(realism):
     lab = drawn.labels.data
     ratio = lambda r: np.median(r.stir.data[lab == 3]) / np.median(r.stir.data[lab == 10])  # noqa: E731
     assert ratio(long_) < 0.8 * ratio(short)
+
+
+@pytest.mark.parametrize("realism", ["classic", "faithful", "randomized"])
+def test_stir_redraw_changes_only_the_stir_protocol_and_noise(realism):
+    from synthseq.phantom.sequences import STIR_FIELDS
+
+    drawn = generate_subject("s", 5, preset="tiny", realism=realism)
+    a, b = (generate_subject("s", 5, preset="tiny", realism=realism, stir_redraw_seed=k) for k in (1, 2))
+    again = generate_subject("s", 5, preset="tiny", realism=realism, stir_redraw_seed=1)
+    np.testing.assert_array_equal(a.stir.data, again.stir.data)  # deterministic per seed
+    for rec in (a, b):
+        for kind in ("t2w", "t1w", "labels", "lesions"):
+            np.testing.assert_array_equal(getattr(rec, kind).data, getattr(drawn, kind).data)
+        changed = {k for k in drawn.acquisition if rec.acquisition[k] != drawn.acquisition[k]}
+        assert changed and changed <= set(STIR_FIELDS)
+        assert rec.acquisition.get("kspace", {}).get("vendor") == drawn.acquisition.get("kspace", {}).get("vendor")
+        assert rec.acquisition["field_strength_T"] == drawn.acquisition["field_strength_T"]
+    assert not np.array_equal(a.stir.data, b.stir.data)
+    # the noise is redrawn too: in the air 3 voxels or more from the body (noise, hardly any blur or ghost) the
+    # redrawn STIR does not correlate with the drawn one, where the same subject re-acquired at another TE with
+    # the same noise stream does (~1)
+    air = ndimage.binary_erosion(drawn.labels.data == 0, np.ones((3, 3, 1)), iterations=3)  # in-plane only
+    corr = lambda r: np.corrcoef(drawn.stir.data[air], r.stir.data[air])[0, 1]  # noqa: E731
+    same_noise = generate_subject("s", 5, preset="tiny", realism=realism, stir_te_ms=33.0)
+    assert air.sum() > 500 and corr(same_noise) > 0.9 and abs(corr(a)) < 0.2
+    # an explicit TE still wins over the redrawn one
+    fixed = generate_subject("s", 5, preset="tiny", realism=realism, stir_redraw_seed=1, stir_te_ms=33.0)
+    assert fixed.acquisition["stir_te_ms"] == 33.0
+    with pytest.raises(ConfigError, match="stir_redraw_seed"):
+        generate_subject("s", 5, preset="tiny", stir_redraw_seed=-1)
 
 
 def test_fixed_stir_te_in_dataset_json_and_range_checked(tmp_path):
