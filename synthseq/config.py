@@ -238,6 +238,9 @@ class TrainConfig:
     ckpt_every: int = 1000
     resume: bool = False
     init_from: str | None = None  #: fine-tune: start from this checkpoint's weights (fresh optimizer and schedule)
+    #: > 0: before every validation and checkpoint, re-estimate the generator's batch-norm statistics on this many
+    #: whole training slices, as synthesis feeds them (``synthseq.training.batchnorm``); 0: keep the running ones
+    bn_recalibration_slices: int = 0
     seed: int = 0
 
     def validate(self, prefix: str = "train") -> TrainConfig:
@@ -247,6 +250,7 @@ class TrainConfig:
         for key in ("steps", "batch_size", "grad_accum", "val_every", "log_every", "image_every", "ckpt_every"):
             check_int(f"{prefix}.{key}", getattr(self, key), 1)
         check_int(f"{prefix}.cpu_threads", self.cpu_threads, 0)
+        check_int(f"{prefix}.bn_recalibration_slices", self.bn_recalibration_slices, 0)
         check_float(f"{prefix}.lr", self.lr, 0.0, low_open=True)
         check_float(f"{prefix}.beta1", self.beta1, 0.0, 1.0, high_open=True)
         check_float(f"{prefix}.beta2", self.beta2, 0.0, 1.0, high_open=True)

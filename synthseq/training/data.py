@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -116,6 +116,8 @@ class RunData:
     pixel_spacing_mm: tuple[float, float] | None  #: (dh, dw) of training slices; None: they differ
     splits: dict[str, list[str]]
     slice_plane: str = "sagittal"  #: the plane the training slices were cut in ("acquisition" resolved)
+    #: whole training slices (input only) for the batch-norm re-estimate, on the CPU; empty: off
+    calibration: list[dict[str, Tensor]] = field(default_factory=list)
 
 
 def say(message: str) -> None:
@@ -294,6 +296,35 @@ def slice_plane_of(dataset: Any, cfg: Config) -> str:
     return next(iter(planes.values()), cfg.data.slice_plane)
 
 
+def calibration_batches(cfg: Config, subjects: list[Subject], slices: int, batch_size: int = 16
+                        ) -> list[dict[str, Tensor]]:
+    """About ``slices`` whole prepared training slices (input channels ``"A"`` only), in batches of at most
+    ``batch_size``: the same share of evenly spaced kept slices from every subject (so every training anatomy
+    counts), loaded one subject at a time, so memory holds those slices and not the training set."""
+    import math
+
+    import numpy as np
+
+    from ..data.datasets import PairedSliceDataset
+
+    if not subjects or slices <= 0:
+        return []
+    share = math.ceil(slices / len(subjects))
+    parts: list[Tensor] = []
+    for subject in subjects:
+        st = PairedSliceDataset([subject], **_datasets_kwargs(cfg), augment=False,
+                                register=cfg.data.register).stacks[0]
+        keep = st.keep(cfg.data.min_foreground)
+        if len(keep) > share:
+            keep = keep[np.round(np.linspace(0, len(keep) - 1, share)).astype(int)]
+        if len(keep):
+            parts.append(torch.from_numpy(np.ascontiguousarray(st.A[keep])))
+    if not parts:
+        return []
+    a = torch.cat(parts)
+    return [{"A": a[i: i + batch_size]} for i in range(0, len(a), batch_size)]
+
+
 def build_run_data(cfg: Config, device: torch.device, info: ddp.DistInfo, run_dir: Path, resume: bool) -> RunData:
     """Subjects -> split -> training batch source + validation batches (see the module docstring)."""
     splits, by_id = subject_splits(cfg, run_dir, resume)
@@ -323,4 +354,10 @@ def build_run_data(cfg: Config, device: torch.device, info: ddp.DistInfo, run_di
         val, preview = validation_batches(cfg, val_subjects)
         # written once every subject has loaded, so bad data or config leaves no run folder behind
         atomic_write_text(run_dir / "splits.json", json.dumps(splits, indent=2) + "\n")
-    return RunData(source, val, preview, spacing, splits, plane)
+    calibration: list[dict[str, Tensor]] = []
+    if info.is_main and t.bn_recalibration_slices:
+        paired = [s for s in inputs if s.has(cfg.data.target_key)]
+        calibration = calibration_batches(cfg, paired, t.bn_recalibration_slices)
+        say(f"batch-norm statistics re-estimated on {sum(len(b['A']) for b in calibration)} whole training "
+            f"slices before each validation and checkpoint")
+    return RunData(source, val, preview, spacing, splits, plane, calibration)

@@ -32,6 +32,7 @@ from ..data.preprocess import Preprocessor
 from ..errors import ConfigError
 from ..utils import directory_lock, progress, seed_everything
 from . import distributed as ddp
+from .batchnorm import recalibrate_batchnorm
 from .checkpoint import (
     capture_rng,
     get_extra_state,
@@ -349,6 +350,8 @@ def _loop(trainer: Trainer, logger: RunLogger, start: int) -> None:
         do_val = (t.val_every > 0 and step % t.val_every == 0) or step == t.steps
         do_ckpt = (t.ckpt_every > 0 and step % t.ckpt_every == 0) or step == t.steps
         improved = False
+        if (do_val or do_ckpt) and info.is_main and trainer.data.calibration:
+            _recalibrate(trainer, logger, step)
         if do_val and info.is_main and trainer.data.val:
             improved = _validate(trainer, logger, step)
         if do_val or do_ckpt:
@@ -370,6 +373,15 @@ def _loop(trainer: Trainer, logger: RunLogger, start: int) -> None:
         if do_val or do_ckpt:
             t0 = time.perf_counter()
     bar.close()
+
+
+def _recalibrate(trainer: Trainer, logger: RunLogger, step: int) -> None:
+    """Rank 0: the generator's batch-norm statistics re-estimated on whole training slices (``batchnorm``), so
+    validation and the checkpoints use what synthesis will see; logged as ``bn/slices``."""
+    with trainer.unwrapped() as model:
+        seen = recalibrate_batchnorm(model, trainer.data.calibration, trainer.device, trainer.autocast,
+                                     pad_multiple_of(model))
+    logger.scalars({"slices": float(seen)}, step, "bn/")
 
 
 def _validate(trainer: Trainer, logger: RunLogger, step: int) -> bool:
