@@ -110,6 +110,22 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+def test_duplicate_yaml_key_is_refused_with_its_line(tmp_path):
+    # plain YAML keeps the last of two equal keys silently: a config edited twice would train on the wrong value
+    nested = tmp_path / "twice.yaml"
+    nested.write_text("train:\n  steps: 3\n  lr: 0.1\n  steps: 4\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: key 'steps' given twice \(line 4\)"):
+        load_config(nested)
+    top = tmp_path / "top.yaml"
+    top.write_text("train: {steps: 3}\nname: a\ntrain: {steps: 4}\n")
+    with pytest.raises(ConfigError, match="key 'train' given twice"):
+        load_config(top)
+    ok = tmp_path / "ok.yaml"  # equal keys in different mappings are fine
+    ok.write_text("data: {norm: percentile}\nmodel: {generator_kwargs: {norm: instance}}\ntrain: {steps: 3}\n")
+    cfg = load_config(ok)
+    assert (cfg.data.norm, cfg.model.generator_kwargs["norm"], cfg.train.steps) == ("percentile", "instance", 3)
+
+
 def test_generic_machinery_on_section():
     cfg = from_dict(Config, {"train": {"steps": 3}})
     assert to_dict(apply_overrides(cfg, ["train.steps=4"]))["train"]["steps"] == 4
