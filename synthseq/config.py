@@ -463,21 +463,31 @@ def _is_free_mapping(cls: type, path: list[str]) -> bool:
     return typing.get_origin(tp) is dict
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one silently).
+
+    Only the mapping's own keys are compared: a key that overrides one brought in by a ``<<:`` merge is YAML's
+    intended use, and a merge key itself is left to the base constructor, as is an unhashable key (its own error).
+    """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                duplicate = key in seen
+            except TypeError:
+                break
+            if duplicate:
                 raise _DuplicateKey(f"key {key!r} given twice (line {key_node.start_mark.line + 1})")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
-
-
-class _DuplicateKey(yaml.YAMLError):
-    pass
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -124,6 +124,14 @@ def test_duplicate_yaml_key_is_refused_with_its_line(tmp_path):
     ok.write_text("data: {norm: percentile}\nmodel: {generator_kwargs: {norm: instance}}\ntrain: {steps: 3}\n")
     cfg = load_config(ok)
     assert (cfg.data.norm, cfg.model.generator_kwargs["norm"], cfg.train.steps) == ("percentile", "instance", 3)
+    merged = tmp_path / "merged.yaml"  # an explicit key over a merged-in one is YAML's intent, not a duplicate
+    merged.write_text("train:\n  <<: {steps: 3, lr: 0.1}\n  steps: 5\n")
+    cfg = load_config(merged)
+    assert (cfg.train.steps, cfg.train.lr) == (5, 0.1)
+    unhashable = tmp_path / "unhashable.yaml"  # still the one-line YAML error, not a TypeError
+    unhashable.write_text("? [a, b]\n: 1\n")
+    with pytest.raises(ConfigError, match="unhashable.yaml: invalid YAML"):
+        load_config(unhashable)
 
 
 def test_generic_machinery_on_section():
