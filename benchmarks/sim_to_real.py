@@ -18,6 +18,10 @@ Method (documented here; the numbers go to the JSON):
      ring's 90th percentile (with a T1w: ring voxels darker than the cord on T1w and brighter on T2w);
    * fat: body voxels over the cord's S-I extent and > 20 mm from the cord whose T2w is in the top 15 % of
      those voxels (with a T1w: body voxels in the top 15 % on T1w and above the body median on T2w);
+   * posterior fat (``fat_posterior``): as fat, but only behind the cord's centre (posterior neck: interspinous,
+     intermuscular, subcutaneous) and the top 5 % (with a T1w: the fat mask behind the cord). Validated where the
+     fat estimator is not (item 7): it keeps prevertebral tissue (oedema is bright on STIR) out of the mask of a
+     scan cropped to the spine;
    * vertebral column ("marrow"): per S-I row, voxels within 4 mm of the cord centre laterally and 8-20 mm in
      front of it (vertebral bodies and, for ~1/4 of the height, discs), CSF excluded;
    * body: T2w above 8 % of its 99.5th percentile, holes filled; background: > 5 mm outside the body.
@@ -47,6 +51,15 @@ Method (documented here; the numbers go to the JSON):
    prediction in its T2w's normalization, the STIR by its own percentiles in the labels' body, as ``synthseq
    evaluate`` scores them), averaged over the subjects with that class; the T2w itself is scored the same way.
    A T1w + T2w checkpoint reads each phantom subject's own T1w.
+
+7. **Does the fat estimator hold on this field of view?** (``fat_estimator_check``): a fat mask from T2w
+   intensity alone picks the brightest tissue far from the cord; on a full neck that is subcutaneous fat, on a
+   scan cropped to the spine (``sct_prisma``: 79 x 79 mm, no skin) it can be muscle, ligament or prevertebral
+   oedema. So every phantom subject is cropped to each T2w-only real scan's field of view (in mm, centred on the
+   cord, clipped to the phantom's) and both fat masks are estimated on the crop: ``fat_share`` = the share of
+   fat-labelled voxels (subcutaneous, epidural, intermuscular) in the mask, ``stir_fat_csf`` = the phantom's own
+   STIR through it (< 0.2 where the measure can pass) and ``stir_pass`` = how many subjects pass. Where the real
+   STIR fails the check, a pseudo-STIR that fails it says nothing.
 
 ``--quick`` (the test suite): tiny preset, one phantom subject per mode, one real volume, no checkpoint needed.
 """
@@ -157,6 +170,12 @@ def estimate_masks(t2: np.ndarray, cord: np.ndarray, spacing, t1: np.ndarray | N
     else:
         far = body & valid & zrange & (dist > 20.0)
         fat = far & (t2 > np.percentile(t2[far], 85)) if far.any() else far
+    behind = np.arange(t2.shape[1])[None, :, None] < np.argwhere(cord)[:, 1].mean()  # RAS: +y anterior
+    if t1 is not None:
+        fat_posterior = fat & behind
+    else:
+        far_back = body & valid & zrange & (dist > 20.0) & behind
+        fat_posterior = far_back & (t2 > np.percentile(t2[far_back], 95)) if far_back.any() else far_back
     # column: per S-I index, in front of the cord centre (RAS: +y anterior)
     column = np.zeros(t2.shape, bool)
     xi = np.arange(t2.shape[0])[:, None] * spacing[0]
@@ -167,7 +186,8 @@ def estimate_masks(t2: np.ndarray, cord: np.ndarray, spacing, t1: np.ndarray | N
         column[:, :, z] = (np.abs(xi - xc) <= 4.0) & (yi - yc >= 8.0) & (yi - yc <= 20.0)
     column &= body & valid & ~csf
     background = ~ndimage.binary_dilation(body, iterations=max(1, int(round(5.0 / spacing.min())))) & valid
-    return {"cord": cord, "csf": csf, "fat": fat, "column": column, "body": body & valid, "background": background}
+    return {"cord": cord, "csf": csf, "fat": fat, "fat_posterior": fat_posterior, "column": column,
+            "body": body & valid, "background": background}
 
 
 def label_masks(labels: np.ndarray, est: dict) -> dict:
@@ -242,6 +262,7 @@ def stir_physics(stir: np.ndarray, masks: dict) -> dict:
     med = {k: _med(stir, masks[k]) for k in ("csf", "cord", "fat", "column")}
     csf = med["csf"]
     out = {f"{k}_csf": med[k] / csf for k in ("cord", "fat", "column")}
+    out["fat_posterior_csf"] = _med(stir, masks["fat_posterior"]) / csf if "fat_posterior" in masks else math.nan
     out["fat_suppressed"] = bool(out["fat_csf"] < 0.2)
     out["csf_brightest"] = bool(csf > max(med["cord"], med["fat"], med["column"]))
     out["cord_darker_than_csf"] = bool(med["cord"] < csf)
@@ -411,6 +432,48 @@ def write_phantom_figure(path: Path, real: dict, firsts: dict[str, dict]) -> Non
     plt.close(fig)
 
 
+FAT_LABELS = (2, 12, 19)  # subcutaneous, epidural, intermuscular fat (synthseq.codes.TISSUES)
+
+
+def crop_to_fov(shape, spacing, cord: np.ndarray, fov_mm) -> tuple[slice, ...]:
+    """Index window of ``fov_mm`` (L-R, A-P, S-I; RAS order) centred on the cord's centroid, clipped to ``shape``."""
+    centre = np.argwhere(cord).mean(0)
+    out = []
+    for c, n, sp, f in zip(centre, shape, spacing, fov_mm):
+        w = min(n, max(1, int(round(f / sp))))
+        lo = int(min(max(round(c - w / 2), 0), n - w))
+        out.append(slice(lo, lo + w))
+    return tuple(out)
+
+
+def fat_estimator_check(subjects: list[dict], reals: list[dict]) -> dict:
+    """Item 7 of the module doc: ``{real name: {"fov_mm", "subjects", "fat_share", "stir_fat_csf", "stir_pass",
+    "fat_posterior_share", "stir_fat_posterior_csf", "stir_posterior_pass"}}`` for every real T2w without a T1w."""
+    out = {}
+    for r in reals:
+        if r["t1w"] is not None:
+            continue
+        fov = [n * sp for n, sp in zip(r["t2w"].shape, r["spacing"])]
+        rows = []
+        for s in subjects:
+            cord = s["labels"] == CORD_L
+            w = crop_to_fov(s["t2w"].shape, s["spacing"], cord, fov)
+            m = estimate_masks(s["t2w"][w], cord[w], s["spacing"])
+            ph = stir_physics(s["stir"][w], m)
+            lab = s["labels"][w]
+            share = {k: float(np.isin(lab[m[k]], FAT_LABELS).mean()) if m[k].any() else math.nan
+                     for k in ("fat", "fat_posterior")}
+            rows.append((share["fat"], ph["fat_csf"], share["fat_posterior"], ph["fat_posterior_csf"]))
+        a = np.array(rows, float)
+        out[r["name"]] = {"fov_mm": [round(f, 1) for f in fov], "subjects": len(rows),
+                          "fat_share": _finite_mean(a[:, 0].tolist()), "stir_fat_csf": _finite_mean(a[:, 1].tolist()),
+                          "stir_pass": int((a[:, 1] < 0.2).sum()),
+                          "fat_posterior_share": _finite_mean(a[:, 2].tolist()),
+                          "stir_fat_posterior_csf": _finite_mean(a[:, 3].tolist()),
+                          "stir_posterior_pass": int((a[:, 3] < 0.2).sum())}
+    return out
+
+
 # --------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -451,7 +514,7 @@ def main(argv: list[str] | None = None) -> dict:
         real_stats[r["name"]] = t2w_stats(r["t2w"], r["masks"], r["spacing"])
     real_mean = summarize(real_stats)
 
-    phantom, truth, stir_ref, dist, firsts = {}, {}, {}, {}, {}
+    phantom, truth, stir_ref, dist, firsts, fat_check = {}, {}, {}, {}, {}, {}
     for mode in modes:
         subs = phantom_subjects(mode, n_sub, preset, args.field)
         firsts[mode] = subs[0]
@@ -465,6 +528,7 @@ def main(argv: list[str] | None = None) -> dict:
         truth[mode] = summarize(per_truth)
         stir_ref[mode] = {k: _finite_mean([float(p[k]) for p in per_stir.values()]) for k in next(iter(per_stir.values()))}
         dist[mode] = distance(phantom[mode]["mean"], real_mean)
+        fat_check[mode] = fat_estimator_check(subs, reals)
 
     if args.figures:
         write_phantom_figure(Path(args.figures) / "sim_to_real_phantom.png", reals[0], firsts)
@@ -487,7 +551,8 @@ def main(argv: list[str] | None = None) -> dict:
         for key in models:
             ran = [physics[r["name"]][key] for r in reals if "skipped" not in physics[r["name"]][key]]
             physics["summary"][key] = {"volumes_all_pass": sum(p["all_pass"] for p in ran), "volumes": len(ran),
-                                       "fat_csf_mean": _finite_mean([p["fat_csf"] for p in ran])}
+                                       "fat_csf_mean": _finite_mean([p["fat_csf"] for p in ran]),
+                                       "fat_posterior_csf_mean": _finite_mean([p["fat_posterior_csf"] for p in ran])}
         if args.lesion_subjects > 0:
             lesions_kept = lesion_recovery(models, args.lesion_subjects, preset, args.lesion_mode, args.field)
 
@@ -497,7 +562,7 @@ def main(argv: list[str] | None = None) -> dict:
         "phantom_subjects_per_mode": n_sub, "real_volumes": list(names),
         "real": {"per_volume": real_stats, "mean": real_mean},
         "phantom": phantom, "label_truth": truth, "distance_to_real": dist,
-        "phantom_stir_reference": stir_ref, "pseudo_stir_on_real": physics,
+        "phantom_stir_reference": stir_ref, "fat_estimator_check": fat_check, "pseudo_stir_on_real": physics,
         "phantom_lesions_kept": lesions_kept,
         "seconds": time.perf_counter() - t0,
     }

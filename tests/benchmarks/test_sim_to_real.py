@@ -32,6 +32,9 @@ def test_sim_to_real_quick(tmp_path, run_benchmark):
     # texture: the faithful phantom's fat is heterogeneous, the classic one's nearly flat
     assert r["label_truth"]["faithful"]["texture_cv_fat"] > r["label_truth"]["classic"]["texture_cv_fat"]
     assert r["pseudo_stir_on_real"] == {}  # no checkpoint given
+    for mode in ("classic", "faithful"):  # item 7 on the quick run's one (cropped) real scan
+        check = r["fat_estimator_check"][mode]["sct_prisma_sag_0p8mm"]
+        assert check["subjects"] == 1 and check["fat_posterior_share"] > check["fat_share"]
 
 
 def test_lesion_recovery_scores_an_oracle_at_one_and_the_t2w_like_the_t2w(monkeypatch):
@@ -108,3 +111,36 @@ def test_a_missing_checkpoint_ends_in_one_line_before_any_work(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "nope.pt: checkpoint not found" in proc.stderr
     assert not out.exists()
+
+
+def test_the_fat_estimator_fails_on_a_crop_and_the_posterior_one_holds(monkeypatch):
+    """Item 7: cropped to a spine-only field of view (the prisma scan's 23 x 79 x 79 mm), the intensity fat mask
+    holds mostly other tissue and the phantom's own STIR fails the fat check through it; the posterior mask stays
+    fat and the STIR passes. On a full field of view both masks are fat and both pass."""
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    s2r = importlib.import_module("sim_to_real")
+    subjects = s2r.phantom_subjects("classic", 2, "default", 3.0)
+    reals = [{"name": "crop", "t1w": None, "t2w": np.zeros((29, 99, 99)), "spacing": np.full(3, 0.8)},
+             {"name": "full", "t1w": None, "t2w": np.zeros((52, 384, 195)), "spacing": np.ones(3)},
+             {"name": "with_t1w", "t1w": np.zeros((8, 8, 8)), "t2w": np.zeros((8, 8, 8)), "spacing": np.ones(3)}]
+    out = s2r.fat_estimator_check(subjects, reals)
+    assert set(out) == {"crop", "full"}  # a scan with a T1w uses the T1w fat mask: no check
+    crop, full = out["crop"], out["full"]
+    assert crop["fov_mm"] == pytest.approx([23.2, 79.2, 79.2]) and crop["subjects"] == 2
+    assert crop["fat_share"] < 0.5 and crop["stir_pass"] < 2 and crop["stir_fat_csf"] > 0.2
+    assert crop["fat_posterior_share"] > 0.9 and crop["stir_posterior_pass"] == 2
+    assert full["fat_share"] > 0.8 and full["stir_pass"] == 2 and full["stir_posterior_pass"] == 2
+
+
+def test_crop_to_fov_centres_on_the_cord_and_clips(monkeypatch):
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    s2r = importlib.import_module("sim_to_real")
+    cord = np.zeros((10, 20, 30), bool)
+    cord[2, 15, :] = True  # centroid (2, 15, 14.5)
+    w = s2r.crop_to_fov(cord.shape, (1.0, 2.0, 1.0), cord, (4.0, 8.0, 100.0))
+    # 4 voxels L-R from index 0 (clipped at the edge), 4 A-P around 15, the whole S-I (100 mm > 30 voxels)
+    assert w == (slice(0, 4), slice(13, 17), slice(0, 30))
