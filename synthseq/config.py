@@ -140,6 +140,7 @@ class Pix2PixLossConfig:
     lambda_l1: float = 100.0
     lambda_log_l1: float = 0.0  #: weight of the L1 of log intensities (relative error: weighs dark tissue up to 20x)
     lambda_ssim: float = 0.0  #: weight of 1 - SSIM (the metric's SSIM)
+    lambda_gradient: float = 0.0  #: weight of the L1 of image-gradient differences (edges drawn as sharp as the target's)
     lambda_lesion: float = 0.0  #: extra L1 averaged over lesion pixels only (needs data.lesion_key)
     lambda_reference: float = 0.0  #: extra L1 averaged over each lesion's normal reference tissue (needs data.lesion_key and data.label_key)
     lambda_tissue: float = 0.0  #: extra L1 with every tissue class of data.label_key weighted equally (synthseq.codes.tissue_balance_weights)

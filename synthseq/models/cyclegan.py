@@ -79,10 +79,11 @@ class CycleGAN(GANModel):
     @classmethod
     def from_config(cls, model_cfg, loss_cfg, in_channels: int, gan_mode: str) -> CycleGAN:
         """Two generators of ``model.generator`` (``C_in -> 1`` and back), two discriminators; weights from
-        ``loss.cyclegan`` (lambda_cycle / lambda_identity / pool_size). pix2pix's lesion, lesion-reference, log-L1,
+        ``loss.cyclegan`` (lambda_cycle / lambda_identity / pool_size). pix2pix's lesion, lesion-reference, log-L1, gradient,
         tissue-balanced and lesion-crop adversarial terms are refused: they need a pixel's paired target, which
         CycleGAN never sees."""
-        for key in ("lambda_lesion", "lambda_reference", "lambda_log_l1", "lambda_tissue", "lambda_lesion_gan"):
+        for key in ("lambda_lesion", "lambda_reference", "lambda_log_l1", "lambda_tissue", "lambda_gradient",
+                    "lambda_lesion_gan"):
             if getattr(loss_cfg.pix2pix, key) > 0:
                 raise ConfigError(f"loss.pix2pix.{key}: needs paired data (pix2pix); CycleGAN never sees a "
                                   f"pixel's target")

@@ -2,7 +2,7 @@
 
 Generator objective: ``GAN(D(A, G(A)) -> real) + lambda_l1 * L1(G(A), B) + lambda_log_l1 * L1_log``
 ``+ lambda_lesion * L1_lesion + lambda_reference * L1_reference + lambda_tissue * L1_tissue``
-``+ lambda_ssim * (1 - SSIM) + lambda_perceptual * LPIPS + lambda_lesion_gan * GAN(D_lesion(crop(A, G(A))) -> real)``
+``+ lambda_ssim * (1 - SSIM) + lambda_gradient * L1_gradient + lambda_perceptual * LPIPS + lambda_lesion_gan * GAN(D_lesion(crop(A, G(A))) -> real)``
 (all but the first two optional, off by default). ``L1_log`` is the L1 of log intensities
 (:func:`synthseq.losses.log_l1_loss`): relative error, so the dark tissue STIR's contrasts are measured against is
 not rendered a little too bright for the sake of the bright tissue. ``L1_lesion`` is the L1 averaged over lesion
@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..losses import GANLoss, PerceptualLoss, l1_loss, log_l1_loss, ssim_loss
+from ..losses import GANLoss, PerceptualLoss, gradient_l1_loss, l1_loss, log_l1_loss, ssim_loss
 from .base import GANModel
 from .kinds import network, register_gan
 
@@ -80,6 +80,7 @@ class Pix2Pix(GANModel):
         lambda_tissue: weight of the tissue-balanced L1 (batches then need ``"tissue_weight"`` ``(B, 1, H, W)``
             >= 0, :func:`synthseq.codes.tissue_balance_weights`): the per-pixel error averaged with those weights.
         lambda_ssim: weight of ``1 - SSIM`` (data_range 2).
+        lambda_gradient: weight of the L1 of gradient differences (:func:`synthseq.losses.gradient_l1_loss`).
         lambda_perceptual: weight of LPIPS (backbone weights from the torch cache; loaded on first use).
         perceptual_net: LPIPS backbone (``"alex" | "vgg" | "squeeze"``).
         lesion_discriminator: network on lesion crops ``(N, C_in + 1, lesion_crop, lesion_crop)``, stored as
@@ -88,7 +89,7 @@ class Pix2Pix(GANModel):
         lesion_crop: side of the lesion crops in pixels.
 
     The returned ``terms`` are the unweighted values ``G_gan, G_l1[, G_l1_log, G_l1_lesion, G_l1_reference,
-    G_l1_tissue, G_ssim, G_perceptual, G_gan_lesion]`` and ``D_real, D_fake[, D_lesion_real, D_lesion_fake]``;
+    G_l1_tissue, G_ssim, G_gradient, G_perceptual, G_gan_lesion]`` and ``D_real, D_fake[, D_lesion_real, D_lesion_fake]``;
     ``fakes`` is ``{"fake_B": G(A)}`` plus, with the lesion discriminator, ``"lesion_boxes"`` (the crops its step reuses).
     """
 
@@ -103,6 +104,7 @@ class Pix2Pix(GANModel):
         lambda_reference: float = 0.0,
         lambda_tissue: float = 0.0,
         lambda_ssim: float = 0.0,
+        lambda_gradient: float = 0.0,
         lambda_perceptual: float = 0.0,
         perceptual_net: str = "alex",
         lesion_discriminator: nn.Module | None = None,
@@ -113,7 +115,8 @@ class Pix2Pix(GANModel):
         for key, value in (("lambda_l1", lambda_l1), ("lambda_log_l1", lambda_log_l1),
                            ("lambda_lesion", lambda_lesion), ("lambda_reference", lambda_reference),
                            ("lambda_tissue", lambda_tissue),
-                           ("lambda_ssim", lambda_ssim), ("lambda_perceptual", lambda_perceptual),
+                           ("lambda_ssim", lambda_ssim), ("lambda_gradient", lambda_gradient),
+                           ("lambda_perceptual", lambda_perceptual),
                            ("lambda_lesion_gan", lambda_lesion_gan)):
             if value < 0:
                 raise ConfigError(f"loss.pix2pix.{key}: must be >= 0, got {value}")
@@ -128,6 +131,7 @@ class Pix2Pix(GANModel):
         self.lambda_reference = lambda_reference
         self.lambda_tissue = lambda_tissue
         self.lambda_ssim = lambda_ssim
+        self.lambda_gradient = lambda_gradient
         self.lambda_perceptual = lambda_perceptual
         self.perceptual = PerceptualLoss(perceptual_net) if lambda_perceptual > 0 else None
         self.lambda_lesion_gan = lambda_lesion_gan
@@ -159,7 +163,8 @@ class Pix2Pix(GANModel):
             network(model_cfg.discriminator, dict(model_cfg.discriminator_kwargs or {}), "discriminator",
                     in_channels=in_channels + 1),
             gan_mode=gan_mode, lambda_l1=w.lambda_l1, lambda_log_l1=w.lambda_log_l1, lambda_lesion=w.lambda_lesion,
-            lambda_reference=w.lambda_reference, lambda_tissue=w.lambda_tissue, lambda_ssim=w.lambda_ssim, lambda_perceptual=w.lambda_perceptual,
+            lambda_reference=w.lambda_reference, lambda_tissue=w.lambda_tissue, lambda_ssim=w.lambda_ssim,
+            lambda_gradient=w.lambda_gradient, lambda_perceptual=w.lambda_perceptual,
             lesion_discriminator=d_lesion, lambda_lesion_gan=w.lambda_lesion_gan, lesion_crop=w.lesion_crop,
         )
 
@@ -202,6 +207,9 @@ class Pix2Pix(GANModel):
         if self.lambda_ssim > 0:
             terms["G_ssim"] = ssim_loss(fake_b, real_b)
             loss = loss + self.lambda_ssim * terms["G_ssim"]
+        if self.lambda_gradient > 0:
+            terms["G_gradient"] = gradient_l1_loss(fake_b, real_b)
+            loss = loss + self.lambda_gradient * terms["G_gradient"]
         if self.perceptual is not None:
             terms["G_perceptual"] = self.perceptual(fake_b, real_b)
             loss = loss + self.lambda_perceptual * terms["G_perceptual"]

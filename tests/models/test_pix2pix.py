@@ -88,6 +88,15 @@ def test_log_l1_term(tiny_batch, make_model):
     torch.testing.assert_close(loss.detach(), terms["G_gan"] + 100 * terms["G_l1"] + 40 * terms["G_l1_log"])
 
 
+def test_gradient_term(tiny_batch, make_model):
+    model = make_model(lambda_gradient=25.0)
+    batch = tiny_batch()
+    loss, terms, fakes = model.generator_loss(batch)
+    assert set(terms) == {"G_gan", "G_l1", "G_gradient"}
+    torch.testing.assert_close(terms["G_gradient"], losses.gradient_l1_loss(fakes["fake_B"], batch["B"]).detach())
+    torch.testing.assert_close(loss.detach(), terms["G_gan"] + 100 * terms["G_l1"] + 25 * terms["G_gradient"])
+
+
 def test_lesion_term_is_the_l1_inside_the_lesion_map(tiny_batch, make_model):
     model = make_model(lambda_lesion=30.0)
     batch = tiny_batch()
