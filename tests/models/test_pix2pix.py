@@ -79,22 +79,17 @@ def test_optional_ssim_and_perceptual_terms(tiny_batch, make_model, monkeypatch)
     assert "perceptual" not in "".join(model.state_dict())
 
 
-def test_log_l1_term(tiny_batch, make_model):
-    model = make_model(lambda_log_l1=40.0)
+@pytest.mark.parametrize("weight, term, fn", [
+    ("lambda_log_l1", "G_l1_log", losses.log_l1_loss),
+    ("lambda_gradient", "G_gradient", losses.gradient_l1_loss),
+])
+def test_whole_image_terms_are_added_with_their_weight(tiny_batch, make_model, weight, term, fn):
+    model = make_model(**{weight: 40.0})
     batch = tiny_batch()
     loss, terms, fakes = model.generator_loss(batch)
-    assert set(terms) == {"G_gan", "G_l1", "G_l1_log"}
-    torch.testing.assert_close(terms["G_l1_log"], losses.log_l1_loss(fakes["fake_B"], batch["B"]).detach())
-    torch.testing.assert_close(loss.detach(), terms["G_gan"] + 100 * terms["G_l1"] + 40 * terms["G_l1_log"])
-
-
-def test_gradient_term(tiny_batch, make_model):
-    model = make_model(lambda_gradient=25.0)
-    batch = tiny_batch()
-    loss, terms, fakes = model.generator_loss(batch)
-    assert set(terms) == {"G_gan", "G_l1", "G_gradient"}
-    torch.testing.assert_close(terms["G_gradient"], losses.gradient_l1_loss(fakes["fake_B"], batch["B"]).detach())
-    torch.testing.assert_close(loss.detach(), terms["G_gan"] + 100 * terms["G_l1"] + 25 * terms["G_gradient"])
+    assert set(terms) == {"G_gan", "G_l1", term}
+    torch.testing.assert_close(terms[term], fn(fakes["fake_B"], batch["B"]).detach())
+    torch.testing.assert_close(loss.detach(), terms["G_gan"] + 100 * terms["G_l1"] + 40 * terms[term])
 
 
 def test_lesion_term_is_the_l1_inside_the_lesion_map(tiny_batch, make_model):
