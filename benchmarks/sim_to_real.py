@@ -148,6 +148,11 @@ def body_mask(t2: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(m)
 
 
+def _brightest(img: np.ndarray, mask: np.ndarray, percent: float) -> np.ndarray:
+    """The voxels of ``mask`` in the top ``percent`` % of ``img`` inside it (an empty mask stays empty)."""
+    return mask & (img > np.percentile(img[mask], 100 - percent)) if mask.any() else mask
+
+
 def estimate_masks(t2: np.ndarray, cord: np.ndarray, spacing, t1: np.ndarray | None = None) -> dict:
     """Tissue masks of a T2w from its cord mask (and a co-registered T1w if given); method in the module doc."""
     spacing = np.asarray(spacing, float)
@@ -164,18 +169,15 @@ def estimate_masks(t2: np.ndarray, cord: np.ndarray, spacing, t1: np.ndarray | N
     zs = np.flatnonzero(cord.any(axis=(0, 1)))
     zrange = np.zeros(t2.shape, bool)
     zrange[:, :, zs.min():zs.max() + 1] = True
+    behind = np.arange(t2.shape[1])[None, :, None] < np.argwhere(cord)[:, 1].mean()  # RAS: +y anterior
     if t1 is not None:
         b = body & valid
         fat = b & (t1 > np.percentile(t1[b], 85)) & (t2 > np.median(t2[b]))
-    else:
-        far = body & valid & zrange & (dist > 20.0)
-        fat = far & (t2 > np.percentile(t2[far], 85)) if far.any() else far
-    behind = np.arange(t2.shape[1])[None, :, None] < np.argwhere(cord)[:, 1].mean()  # RAS: +y anterior
-    if t1 is not None:
         fat_posterior = fat & behind
     else:
-        far_back = body & valid & zrange & (dist > 20.0) & behind
-        fat_posterior = far_back & (t2 > np.percentile(t2[far_back], 95)) if far_back.any() else far_back
+        far = body & valid & zrange & (dist > 20.0)
+        fat = _brightest(t2, far, 15)
+        fat_posterior = _brightest(t2, far & behind, 5)
     # column: per S-I index, in front of the cord centre (RAS: +y anterior)
     column = np.zeros(t2.shape, bool)
     xi = np.arange(t2.shape[0])[:, None] * spacing[0]
@@ -259,10 +261,9 @@ def t2w_stats(t2: np.ndarray, masks: dict, spacing) -> dict:
 
 def stir_physics(stir: np.ndarray, masks: dict) -> dict:
     """STIR physics of a (pseudo-)STIR on the masks (module doc, point 5)."""
-    med = {k: _med(stir, masks[k]) for k in ("csf", "cord", "fat", "column")}
+    med = {k: _med(stir, masks[k]) for k in ("csf", "cord", "fat", "fat_posterior", "column")}
     csf = med["csf"]
-    out = {f"{k}_csf": med[k] / csf for k in ("cord", "fat", "column")}
-    out["fat_posterior_csf"] = _med(stir, masks["fat_posterior"]) / csf if "fat_posterior" in masks else math.nan
+    out = {f"{k}_csf": med[k] / csf for k in ("cord", "fat", "fat_posterior", "column")}
     out["fat_suppressed"] = bool(out["fat_csf"] < 0.2)
     out["csf_brightest"] = bool(csf > max(med["cord"], med["fat"], med["column"]))
     out["cord_darker_than_csf"] = bool(med["cord"] < csf)
