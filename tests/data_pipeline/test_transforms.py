@@ -86,3 +86,58 @@ def test_cpu_item_flip_moves_a_b_and_mask_together():
     torch.testing.assert_close(out["A"], x.flip(-1))
     torch.testing.assert_close(out["B"], out["A"])
     assert torch.equal(out["mask"], m.flip(-1))
+
+
+def test_fov_window_keeps_the_window_at_the_top_left_and_replicates_its_border():
+    x = torch.arange(2 * 8 * 10, dtype=torch.float32).reshape(1, 2, 8, 10)
+    fov = torch.tensor([[0.5, 0.3, 1.0, 0.0]])  # 4 x 3 window, as low as it goes, leftmost
+    y = T.fov_window(x, fov)
+    win = x[:, :, 4:8, 0:3]
+    assert y.shape == x.shape
+    assert torch.equal(y[:, :, :4, :3], win)
+    assert torch.equal(y[:, :, 4:, :3], win[:, :, -1:].expand(-1, -1, 4, -1))  # last row down to the bottom
+    assert torch.equal(y[:, :, :4, 3:], win[:, :, :, -1:].expand(-1, -1, -1, 7))  # last column to the right
+    assert torch.equal(y[:, :, 4:, 3:], win[:, :, -1:, -1:].expand(-1, -1, 4, 7))
+    assert torch.equal(T.fov_window(x, torch.tensor([[1.0, 1.0, 0.7, 0.2]])), x)  # whole crop: unchanged
+    assert T.fov_window(x, None) is x
+
+
+def test_fov_off_draws_nothing_more():
+    """fov_prob 0 (the default) leaves every other draw as it was: existing training runs are bit-identical."""
+    base = AugmentSettings()
+    on = AugmentSettings(fov_prob=1.0)
+    g0, g1 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a = sample_geometry(base, 32, g0)
+    b = sample_geometry(on, 32, g1)
+    assert a.fov is None and b.fov is not None
+    for f in ("flip", "angle", "zoom", "shift"):
+        assert torch.equal(getattr(a, f), getattr(b, f))
+    # after it the streams differ by exactly the window's 5 uniforms per item
+    torch.rand((32, 5), generator=g0)
+    assert torch.equal(sample_intensity(base, 32, g0).gamma, sample_intensity(base, 32, g1).gamma)
+
+
+def test_fov_sides_follow_the_settings():
+    s = AugmentSettings(fov_prob=0.4, fov_min=0.6)
+    fov = sample_geometry(s, 20000, torch.Generator().manual_seed(0)).fov
+    cut = (fov[:, :2] < 1).any(1)
+    assert cut.float().mean().item() == pytest.approx(0.4, abs=0.02)
+    assert fov[cut, :2].min().item() >= 0.6 - 1e-6
+    assert torch.equal(fov[~cut, :2], torch.ones_like(fov[~cut, :2]))
+
+
+@pytest.mark.parametrize("seed", [0, 9])
+def test_fov_window_is_the_same_on_both_paths_and_moves_a_b_and_mask_together(seed):
+    s = AugmentSettings(flip_prob=0.5, affine_prob=0.0, bias_prob=0.0, gamma_prob=0.0, noise_prob=0.0,
+                        fov_prob=1.0, fov_min=0.4)
+    a = torch.arange(16 * 16, dtype=torch.float32).reshape(1, 1, 16, 16) / 256 * 2 - 1
+    m = (torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    cpu = augment_item(s, {"A": a[0], "B": -a[0], "mask": m[0]}, seed=seed, geometric_keys=("A", "B", "mask"))
+    boxes = torch.tensor([[0, 0, 16, 16]])
+    bank = GPUSliceBank(a, m, -a, boxes, boxes, image_size=16, paired=True, augment_settings=s, device="cpu")
+    gpu = bank.sample(1, augment=True, generator=torch.Generator().manual_seed(seed))
+    assert not torch.equal(cpu["A"], a[0]) and not torch.equal(cpu["A"], a[0].flip(-1))  # a window was cut
+    for k in ("A", "B", "mask"):
+        torch.testing.assert_close(gpu[k][0], cpu[k])
+    torch.testing.assert_close(cpu["B"], -cpu["A"])
+    assert set(cpu["mask"].unique().tolist()) <= {0.0, 1.0}
