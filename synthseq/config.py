@@ -93,10 +93,6 @@ class DataConfig:
     lesion_slice_weight: float = 1.0  #: paired + lesion_key: slices with a lesion drawn this many times as often (> 1 also keeps the lesion in the crop)
     label_key: str | None = None  #: e.g. "labels": tissue label map (phantom codes): each lesion's reference tissue for loss.pix2pix.lambda_reference, tissue classes for lambda_tissue
     augment: bool = True
-    #: tight field of view: probability that a training crop keeps only a random window (sides fov_crop_min .. 1 of
-    #: the crop) at its top-left, the rest replicating its border, as synthesis pads a slice smaller than the crop
-    fov_crop_prob: float = 0.0
-    fov_crop_min: float = 0.5
     gpu_resident: bool | None = None  #: slice bank resident on the training device (None/true); false: DataLoader
     num_workers: int = 0
 
@@ -123,8 +119,6 @@ class DataConfig:
                               f"{self.val_fraction} + {self.test_fraction}")
         check_float(f"{prefix}.min_foreground", self.min_foreground, 0.0, 1.0)
         check_int(f"{prefix}.num_workers", self.num_workers, 0)
-        check_float(f"{prefix}.fov_crop_prob", self.fov_crop_prob, 0.0, 1.0)
-        check_float(f"{prefix}.fov_crop_min", self.fov_crop_min, 0.0, 1.0, low_open=True)
         return self
 
 

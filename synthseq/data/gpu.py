@@ -11,8 +11,7 @@ batched tensor ops (no Python loop over the batch, no host synchronisation):
    than the crop lies wholly inside it), or centred when ``augment`` is False (an exact integer crop);
 3. with ``augment``: one affine per item (flip along W, rotation, isotropic zoom, shift) applied with kornia's
    ``warp_affine`` to A, B and mask together (ONE call on the concatenated channels, so a pair stays aligned;
-   unpaired B gets its own draw) and its field-of-view window, if drawn; the masks are re-binarized (> 0.5; a
-   tissue weight map stays as interpolated).
+   unpaired B gets its own draw); the masks are re-binarized (> 0.5; a tissue weight map stays as interpolated).
    Then intensity transforms on A only (multiplicative quadratic bias field, gamma, Gaussian noise). Parameters,
    distributions and operations are those of :mod:`synthseq.data.transforms`, shared with the map-style datasets.
 
@@ -44,7 +43,6 @@ from .transforms import (
     Geometry,
     apply_intensity,
     bias_basis,
-    fov_window,
     pixel_affine,
     sample_geometry,
     sample_intensity,
@@ -326,8 +324,8 @@ class GPUSliceBank:
         return torch.minimum(lo + (u * (hi - lo + 1).float()).long(), hi)
 
     def _cut(self, src: Tensor, idx: Tensor, origin: Tensor, geo: Geometry | None) -> Tensor:
-        """Gather a window per item (indices clamped: border replication), warp it to ``S x S`` by ``geo`` and
-        apply its field-of-view window (None: no augmentation, an exact crop)."""
+        """Gather a window per item (indices clamped: border replication) and warp it to ``S x S`` by ``geo``
+        (None: no augmentation, an exact crop)."""
         size, dev = self.image_size, self.device
         augment = geo is not None
         margin = self._margin if augment else 0
@@ -339,7 +337,7 @@ class GPUSliceBank:
         if not augment:
             return win
         mats = pixel_affine(geo, (size, size), margin)
-        return fov_window(warp(win, mats, (size, size)), geo.fov)
+        return warp(win, mats, (size, size))
 
 
 __all__ = ["GPUSliceBank", "rank_seed"]

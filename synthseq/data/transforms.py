@@ -16,12 +16,6 @@ tissue mask in {0, 1}).
   in ``+-rotate_deg``; isotropic zoom uniform in ``1 +- scale``; shift uniform in ``+-translate_px`` per axis. ONE
   draw moves A, B and mask of a pair together (bilinear for images, nearest for masks in the CPU path, border
   padding); for unpaired items A (with its mask) and B get independent draws.
-* **Field of view** (:func:`fov_window`, probability ``fov_prob``, off by default): after the warp, the item keeps
-  only a random window (each side uniform in ``fov_min`` .. 1 of the crop, anywhere in it), moved to the top-left
-  corner, and its bottom row and right column are replicated over the rest. That is what synthesis feeds the
-  network for a slice smaller than the crop (a scan cropped to the spine: it pads the bottom and right by
-  replicating the border, ``synthseq.synthesis``), so such inputs are no longer outside the training data. Applied
-  to every geometric key with the same window (exact: an index gather, masks stay binary).
 * **Intensity** (:func:`sample_intensity`, INPUT A only: the model becomes robust to input variation while the
   target stays the true STIR intensity): a multiplicative bias field ``exp(c . (x, y, x^2, xy, y^2))`` with
   coefficients uniform in ``+-bias_coeff`` (probability ``bias_prob``) on ``A + 1`` (>= 0 on body voxels), gamma
@@ -54,21 +48,17 @@ class AugmentSettings:
     gamma: tuple[float, float] = (0.8, 1.25)  #: gamma drawn log-uniformly in this range
     noise_prob: float = 0.3
     noise_std: float = 0.03  #: upper bound of the noise std, model units (the [-1, 1] range is 2 wide)
-    fov_prob: float = 0.0  #: field-of-view window (module doc); 0 draws nothing, so other draws are unchanged
-    fov_min: float = 0.5  #: smallest window side, as a fraction of the crop side
 
 
 @dataclass(frozen=True)
 class Geometry:
     """Geometric parameters of N items: ``flip`` (N,) +-1, ``angle`` (N,) rad, ``zoom`` (N,), ``shift`` (N, 2)
-    pixels as (x, y); ``fov`` (N, 4) field-of-view window as fractions ``(height, width, top, left)`` (sides of
-    the crop; top / left of the room left beside the window), or None (no window drawn)."""
+    pixels as (x, y)."""
 
     flip: Tensor
     angle: Tensor
     zoom: Tensor
     shift: Tensor
-    fov: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -82,21 +72,14 @@ class Intensity:
 
 # --------------------------------------------------------------------------------------------- sampling
 def sample_geometry(s: AugmentSettings, n: int, g: torch.Generator) -> Geometry:
-    """Draw the geometric parameters of ``n`` items from ``g`` (6 uniforms per item, on ``g``'s device; 5 more
-    when ``fov_prob > 0``)."""
+    """Draw the geometric parameters of ``n`` items from ``g`` (6 uniforms per item, on ``g``'s device)."""
     r = torch.rand((n, 6), generator=g, device=g.device)
     on = (r[:, 1] < s.affine_prob).float()
-    fov = None
-    if s.fov_prob > 0:
-        f = torch.rand((n, 5), generator=g, device=g.device)
-        sides = torch.where(f[:, :1] < s.fov_prob, s.fov_min + (1 - s.fov_min) * f[:, 1:3], torch.ones_like(f[:, 1:3]))
-        fov = torch.cat([sides, f[:, 3:5]], 1)
     return Geometry(
         flip=torch.where(r[:, 0] < s.flip_prob, -1.0, 1.0),
         angle=torch.deg2rad((2 * r[:, 2] - 1) * s.rotate_deg) * on,
         zoom=1 + (2 * r[:, 3] - 1) * s.scale * on,
         shift=(2 * r[:, 4:6] - 1) * s.translate_px * on[:, None],
-        fov=fov,
     )
 
 
@@ -141,23 +124,6 @@ def apply_intensity(a: Tensor, p: Intensity, basis: Tensor, g: torch.Generator) 
     return a + noise * p.noise_std.view(n, 1, 1, 1)
 
 
-def fov_window(x: Tensor, fov: Tensor | None) -> Tensor:
-    """``(N, C, H, W)`` -> the same shape: each item's window (``Geometry.fov``, fractions) at the top-left, its
-    last row and column replicated to the bottom and right edges (module doc). ``fov`` None: ``x`` unchanged."""
-    if fov is None:
-        return x
-    n, _, h, w = x.shape
-    dev = x.device
-    hh = torch.clamp(torch.round(fov[:, 0] * h), 1, h).long()
-    ww = torch.clamp(torch.round(fov[:, 1] * w), 1, w).long()
-    top = torch.floor(fov[:, 2] * (h - hh + 1).float()).long().clamp(min=0).minimum(h - hh)
-    left = torch.floor(fov[:, 3] * (w - ww + 1).float()).long().clamp(min=0).minimum(w - ww)
-    rows = top[:, None] + torch.minimum(torch.arange(h, device=dev)[None], hh[:, None] - 1)  # (N, H)
-    cols = left[:, None] + torch.minimum(torch.arange(w, device=dev)[None], ww[:, None] - 1)  # (N, W)
-    idx = torch.arange(n, device=dev)[:, None, None]
-    return x.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
-
-
 def warp(x: Tensor, matrices: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:
     """``(N, C, h, w)`` -> ``(N, C, *size)`` with kornia's ``warp_affine`` (border padding)."""
     from kornia.geometry.transform import warp_affine  # imported on first use (seconds)
@@ -185,10 +151,10 @@ def augment_item(settings: AugmentSettings, item: dict, seed: int, geometric_key
         for k in geometric_keys:
             x = torch.as_tensor(item[k]).float()
             if exact:  # a flip (or nothing) is exact without interpolation
-                y = (x.flip(-1) if geo.flip[0] < 0 else x)[None]
+                out[k] = (x.flip(-1) if geo.flip[0] < 0 else x).contiguous()
             else:
-                y = warp(x[None], mats, size, "nearest" if k in mask_keys else "bilinear")
-            out[k] = fov_window(y, geo.fov)[0].contiguous()
+                mode = "nearest" if k in mask_keys else "bilinear"
+                out[k] = warp(x[None], mats, size, mode)[0].contiguous()
     if intensity_keys:
         params = sample_intensity(settings, 1, g)
         for k in intensity_keys:
@@ -198,4 +164,4 @@ def augment_item(settings: AugmentSettings, item: dict, seed: int, geometric_key
 
 
 __all__ = ["AugmentSettings", "Geometry", "Intensity", "apply_intensity", "augment_item", "bias_basis",
-           "fov_window", "pixel_affine", "sample_geometry", "sample_intensity", "warp"]
+           "pixel_affine", "sample_geometry", "sample_intensity", "warp"]

@@ -215,13 +215,11 @@ def train_dataset(cfg: Config, subjects: list[Subject], targets: list[Subject] |
         raise ConfigError(f"data.label_key={cfg.data.label_key}: the tissue labels are used by the lesion reference "
                           f"(needs data.lesion_key, e.g. lesions) or by loss.pix2pix.lambda_tissue > 0; set one")
     from ..data.datasets import PairedSliceDataset, UnpairedSliceDataset
-    from ..data.transforms import AugmentSettings
 
     if not subjects:
         raise InputError(f"{cfg.data.root}: no training subject has {' and '.join(cfg.data.input_keys)}"
                          + (f" and {cfg.data.target_key}" if cfg.data.paired else ""))
-    kw = dict(_datasets_kwargs(cfg), augment=cfg.data.augment, seed=cfg.train.seed,
-              augment_settings=AugmentSettings(fov_prob=cfg.data.fov_crop_prob, fov_min=cfg.data.fov_crop_min))
+    kw = dict(_datasets_kwargs(cfg), augment=cfg.data.augment, seed=cfg.train.seed)
     w = cfg.data.lesion_slice_weight
     if w != 1.0 and not (cfg.data.lesion_key and cfg.data.paired and w > 0):
         raise ConfigError(f"data.lesion_slice_weight={w}: needs paired data, data.lesion_key (e.g. lesions) and a "

@@ -20,13 +20,6 @@ def test_unpaired_pools(tiny_cfg, tiny_root, pools):
         assert not a & b and a | b == ids and abs(len(a) - len(b)) <= 1
 
 
-def test_fov_crop_settings_reach_the_training_augmentation(tiny_cfg, tiny_root):
-    subjects = load_subjects(tiny_root)
-    ds = train_dataset(tiny_cfg("pix2pix", "data.fov_crop_prob=0.3", "data.fov_crop_min=0.6"), subjects)
-    assert (ds.augment_settings.fov_prob, ds.augment_settings.fov_min) == (0.3, 0.6)
-    assert train_dataset(tiny_cfg("pix2pix"), subjects).augment_settings.fov_prob == 0.0  # off by default
-
-
 def test_unknown_pool_mode_names_the_key(tiny_cfg, tiny_root):
     with pytest.raises(ConfigError, match="data.unpaired_pools"):
         train_dataset(tiny_cfg("cyclegan", "data.unpaired_pools=mixed"), load_subjects(tiny_root))
@@ -165,8 +158,6 @@ def test_synthesize_and_evaluate_limited_to_a_split_and_warned_about_training_su
     (["data.slice_plane=oblique"], "data.slice_plane: expected one of sagittal, axial, coronal, acquisition"),
     (["data.folds=3", "data.fold=3"], "data.fold: must be in [0, 2]"),
     (["data.sessions=merged"], "data.sessions: expected one of separate, grouped"),
-    (["data.fov_crop_prob=1.5"], "data.fov_crop_prob: expected a finite number >= 0 and <= 1, got 1.5"),
-    (["data.fov_crop_min=0"], "data.fov_crop_min: expected a finite number > 0 and <= 1, got 0"),
     (["train.init_from={tmp}/nope.pt"], "nope.pt: checkpoint not found"),
 ])
 def test_bad_data_settings_one_line_exit_2_nothing_written(tiny_args, tmp_path, capsys, extra, phrase):
