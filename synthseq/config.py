@@ -425,8 +425,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""  # noqa: S506 (a SafeLoader subclass)
+    except _DuplicateKey as exc:  # {a: 1, a: 2} would otherwise keep the last silently, as in a config file
+        raise ConfigError(f"override {text!r}: {exc}") from None
+    except yaml.YAMLError:  # not YAML: the text itself (a path with a colon, say)
         value = raw
     return key.split("."), value
 

@@ -101,6 +101,13 @@ def test_parse_override_values():
         parse_override(".x=1")
 
 
+def test_override_with_a_duplicate_key_is_refused():
+    # the same rule as a config file: {a: 1, a: 2} must not silently keep the last
+    with pytest.raises(ConfigError, match=r"override .*generator_kwargs.*'dropout' given twice"):
+        load_config(None, ["model.generator_kwargs={dropout: 0.5, dropout: 0.0}"])
+    assert parse_override("a={x: 1, y: 2}") == (["a"], {"x": 1, "y": 2})
+
+
 def test_invalid_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("train: [unclosed\n")
