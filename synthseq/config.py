@@ -242,6 +242,10 @@ class TrainConfig:
     #: > 0: before every validation and checkpoint, re-estimate the generator's batch-norm statistics on this many
     #: whole training slices, as synthesis feeds them (``synthseq.training.batchnorm``); 0: keep the running ones
     bn_recalibration_slices: int = 0
+    #: what ``best.pt`` holds: "validation" (the step with the highest validation SSIM) | "final" (the last step;
+    #: validation is still run and logged). With a few validation subjects the SSIM ranking of late steps is noise
+    #: (README, "Sixteenth session")
+    best_checkpoint: str = "validation"
     seed: int = 0
 
     def validate(self, prefix: str = "train") -> TrainConfig:
@@ -256,6 +260,7 @@ class TrainConfig:
         check_float(f"{prefix}.beta1", self.beta1, 0.0, 1.0, high_open=True)
         check_float(f"{prefix}.beta2", self.beta2, 0.0, 1.0, high_open=True)
         check_choice(f"{prefix}.schedule", self.schedule, ("linear", "cosine", "constant"))
+        check_choice(f"{prefix}.best_checkpoint", self.best_checkpoint, ("validation", "final"))
         check_float(f"{prefix}.decay_start", self.decay_start, 0.0, 1.0)
         check_choice(f"{prefix}.amp_dtype", self.amp_dtype, ("bfloat16", "float16"))
         return self

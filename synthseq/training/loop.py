@@ -396,9 +396,12 @@ def _validate(trainer: Trainer, logger: RunLogger, step: int) -> bool:
             logger.images("val/T2w|pseudoSTIR|STIR|diff", display_grid(a, fake, b), step)
     value = metrics[BEST_METRIC]
     best = trainer.best["value"]
-    improved = best is None or value > best
+    if cfg.train.best_checkpoint == "final":
+        improved = step == cfg.train.steps
+    else:
+        improved = best is None or value > best
     if improved:
-        trainer.best = {"metric": BEST_METRIC, "value": value, "step": step}
+        trainer.best = {"metric": BEST_METRIC, "value": value, "step": step, "rule": cfg.train.best_checkpoint}
         trainer.best_metrics = dict(metrics)  # all validation metrics of the best step, for the model card
     logger.validation(step, metrics, improved)
     return improved

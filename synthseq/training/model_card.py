@@ -208,8 +208,13 @@ def render_model_card(facts: Mapping[str, Any], date: _dt.datetime | None = None
               "", "## Validation", ""]
     best, val = facts.get("best") or {}, facts.get("val_metrics")
     n_val = len((subjects or {}).get("val") or []) if subjects else None
-    lines.append(f"- best {best.get('metric', 'ssim')}: {_fmt(best.get('value'))} at step {best.get('step')}"
-                 f" (validation subjects: {n_val if n_val is not None else 'n/a'})")
+    n_val_text = f"validation subjects: {n_val if n_val is not None else 'n/a'}"
+    if best.get("rule") == "final":  # train.best_checkpoint: final
+        lines.append(f"- the final step, {best.get('step')} (validation {best.get('metric', 'ssim')} "
+                     f"{_fmt(best.get('value'))}; {n_val_text})")
+    else:
+        lines.append(f"- best {best.get('metric', 'ssim')}: {_fmt(best.get('value'))} at step {best.get('step')}"
+                     f" ({n_val_text})")
     if val:
         lines.append("- at that step: " + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(val.items())))
     lines += ["", "## Test (held-out subjects)", ""]

@@ -168,3 +168,23 @@ def test_ddp_two_cpu_processes_write_one_checkpoint(tiny_args, tmp_path):
     assert not torch.equal(ckpt["rng"]["per_rank"][0]["torch"], ckpt["rng"]["per_rank"][1]["torch"])
     assert proc.stdout.count("run directory:") == 2  # both ranks finished
 
+
+
+def test_best_checkpoint_final_keeps_the_last_step_and_still_validates(tiny_cfg):
+    # val_every=2 over 6 steps: three validations; with "final" best.pt is the step-6 model whatever they rank
+    run_dir = run(tiny_cfg("pix2pix", "train.steps=6", "train.best_checkpoint=final"))
+    val = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in val] == [2, 4, 6] and [r["best"] for r in val] == [False, False, True]
+    best, last = load_checkpoint(run_dir / "best.pt"), load_checkpoint(run_dir / "last.pt")
+    assert best["step"] == 6 and best["best"] == {"metric": "ssim", "value": pytest.approx(val[-1]["ssim"]),
+                                                  "step": 6, "rule": "final"}
+    for key, value in last["model"].items():
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(value, best["model"][key], rtol=0, atol=0)
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    assert "the final step, 6" in card
+
+
+def test_best_checkpoint_rule_is_checked(tiny_cfg):
+    with pytest.raises(ConfigError, match="train.best_checkpoint"):
+        tiny_cfg("pix2pix", "train.best_checkpoint=latest").validate()
