@@ -169,7 +169,6 @@ def test_ddp_two_cpu_processes_write_one_checkpoint(tiny_args, tmp_path):
     assert proc.stdout.count("run directory:") == 2  # both ranks finished
 
 
-
 def test_best_checkpoint_final_keeps_the_last_step_and_still_validates(tiny_cfg):
     # val_every=2 over 6 steps: three validations; with "final" best.pt is the step-6 model whatever they rank
     run_dir = run(tiny_cfg("pix2pix", "train.steps=6", "train.best_checkpoint=final"))
