@@ -192,7 +192,8 @@ def generate_subject(subject_id: str, rng_seed: int, preset: str = "default", fi
     r_redraw = None if stir_redraw_seed is None else np.random.default_rng([int(rng_seed), int(stir_redraw_seed)])
 
     demo = sample_demographics(r_case)
-    anat = (sample_anatomy if realism == "classic" else sample_anatomy_varied)(r_anat, demo.age, demo.sex)
+    anat = (sample_anatomy(r_anat, demo.age, demo.sex) if realism == "classic"
+            else sample_anatomy_varied(r_anat, demo.age, demo.sex, randomized=realism == "randomized"))
     plan = sample_plan(r_case, demo.age, demo.severity, demo.injured, anat.disc_degen)
     clinical = sample_clinical(r_case, demo, plan)
 

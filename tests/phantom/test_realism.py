@@ -88,6 +88,19 @@ def test_varied_anatomy_ranges_follow_the_documented_sources():
     assert np.std([a.body_h[3] for a in young]) > np.std([a.body_h[3] for a in classic])
 
 
+def test_randomized_tilt_is_the_faithful_draw_widened_and_nothing_else():
+    faithful = [sample_anatomy_varied(np.random.default_rng(s), 50.0, "F") for s in range(200)]
+    wide = [sample_anatomy_varied(np.random.default_rng(s), 50.0, "F", randomized=True) for s in range(200)]
+    ratio = VARIATION["tilt_sd_deg_randomized"] / VARIATION["tilt_sd_deg"]
+    for f, w in zip(faithful, wide):
+        assert w.tilt_deg == pytest.approx(f.tilt_deg * ratio)  # the same random number, scaled
+        assert (w.lordosis_deg, w.fat_post, w.roll_deg) == (f.lordosis_deg, f.fat_post, f.roll_deg)
+        np.testing.assert_array_equal(w.disc_h, f.disc_h)
+    tilts = np.abs([a.tilt_deg for a in wide])
+    assert 0.05 < (tilts > 20.0).mean() < 0.2  # a real crop's 22 deg lies inside the randomized range
+    assert (np.abs([a.tilt_deg for a in faithful]) > 20.0).mean() == 0.0
+
+
 def _paint(anat):
     pr = get_preset("tiny")
     xf, y, z, _ = _grid(pr)
