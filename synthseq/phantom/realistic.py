@@ -8,7 +8,7 @@ subjects stay bit-identical. What differs (see ``anatomy.sample_anatomy_varied``
 * anatomy drawn with between-patient variation and degeneration (osteophytes, bulges, endplate sclerosis);
 * painting on a grid 2x finer in-plane, so partial volume comes from sub-voxel geometry;
 * compartment-level textures, vessels with flow voids, CSF flow voids;
-* ``randomized`` only: the interspinous fat fraction drawn from 20-80 % (faithful: 25 %), and a per-class
+* ``randomized`` only: the interspinous fat fraction drawn from 20-80 % (faithful and classic: 65 %), and a per-class
   log-normal gain (SD 0.15, within x0.74..1.35; fat x0.61..1.22, mostly darker) on the T2w input (contrast
   randomization as in SynthSeg / SynthSR), on top of the widened protocol ranges and relaxation jitter of
   ``acquisition.py``;
@@ -63,9 +63,9 @@ def render(cv, painted, anat, plan, pr: Preset, fs: float, misregistration_mm: f
     comps = class_composition(anat.ff_marrow)
     if mode == "randomized":
         # Interspinous spaces hold thin ligaments with fat pads between them; how much fat varies between patients.
-        # The faithful 25 % fat keeps them dark on T2w, but on the Prisma reference scan they are as bright as CSF
-        # (its fat / CSF 0.99 comes from there); STIR nulls that fat. 20-80 % fat. Measured (README, sim-to-real):
-        # it moved a phantom-trained model's fat / CSF on that scan only from 0.99 to 0.90.
+        # The faithful phantom draws 65 % (classes.py); on the Prisma reference scan the brightest of them are as bright
+        # as CSF; STIR nulls that fat. 20-80 % fat. Measured (README, sim-to-real): it moved a phantom-trained
+        # model's fat / CSF on that scan only from 0.99 to 0.90.
         f_isl = float(r_tex.uniform(0.2, 0.8))
         comps[ISL] = {"ligament": 1.0 - f_isl, "fat": f_isl}
         extra["interspinous_fat_fraction"] = round(f_isl, 4)

@@ -25,6 +25,20 @@ def test_fat_is_nulled_on_stir_and_bright_on_t2w(tiny_subjects, default_subject)
         _check_fat_csf(rec)
 
 
+ISL, MUSCLE_L = 15, 3
+
+
+def test_interspinous_space_half_way_between_muscle_and_fat(default_subject):
+    """Real sagittal T2w draw the midline interspinous spaces at 0.5-0.7 of the posterior fat's brightness
+    (benchmarks/interspinous_space.py); the phantom's are 65 % fat: well above muscle on T2w and T1w, darker on STIR."""
+    lab, les = default_subject.labels.data, default_subject.lesions.data
+    isl, mus, fat = ((lab == c) & (les == 0) for c in (ISL, MUSCLE_L, FAT))
+    for img in (default_subject.t2w.data, default_subject.t1w.data):
+        share = (_mean(img, isl) - _mean(img, mus)) / (_mean(img, fat) - _mean(img, mus))
+        assert 0.4 < share < 0.8, share
+    assert _mean(default_subject.stir.data, isl) < 0.8 * _mean(default_subject.stir.data, mus)
+
+
 def _cnr(img, lesion, normal):
     return (_mean(img, lesion) - _mean(img, normal)) / float(img[normal].std())
 
