@@ -19,7 +19,8 @@ the output's sidecar (``"ErasureCheck"``). :func:`check` does the work on one vo
    least ``fat_margin`` above the pseudo-STIR's own fat level (its 5th body percentile): a focus the model
    suppresses like fat is read as fat, one it merely flattens as erased.
 4. **Unsupported** (flag 2): a focus where ``P > bright`` whose evidence is below ``keep`` times its pseudo-STIR
-   brightness. Without a T1w, marrow oedema (iso-intense on T2w by physics) cannot be supported by the input.
+   brightness. Without a T1w, what is near iso-intense on T2w by physics (marrow oedema; PLC injury, fluid in a
+   ligament whose fat is as bright on T2w) cannot be supported by the input.
 
 Flag map: uint8 on the T2w's grid, 0 none, 1 missing (T2w focus the pseudo-STIR hides), 2 unsupported (pseudo-STIR
 focus no input supports). :func:`score_against_lesions` measures the check on the phantom (sensitivity for
@@ -199,7 +200,7 @@ def summary_line(name: str, report: Mapping[str, Any]) -> str:
     m, u = int(report["missing"]), int(report["unsupported"])
     return (f"{name}: erasure check: {m} T2w {'focus' if m == 1 else 'foci'} missing in the pseudo-STIR, "
             f"{u} unsupported pseudo-STIR {'focus' if u == 1 else 'foci'}"
-            + ("" if report.get("used_t1w") else " (no T1w: marrow oedema cannot be supported)"))
+            + ("" if report.get("used_t1w") else " (no T1w: marrow oedema, PLC injury cannot be supported)"))
 
 
 def sidecar_counts(report: Mapping[str, Any]) -> dict[str, Any]:
